@@ -1,0 +1,41 @@
+"""The batched environment interface every task family implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from dmrl.errors import ConfigError
+from dmrl.tasks.distributions import Tasks
+
+
+class BatchedEnv(ABC):
+    """``tasks x episodes`` independent episodes advanced together by one ``step`` call.
+
+    ``reset(tasks, episodes)`` starts ``episodes`` episodes of each of the ``N`` tasks and returns
+    observations ``[N, episodes, obs_dim]``; ``step(actions [N, episodes, act_dim])`` returns
+    ``(obs, reward [N, episodes], done [N, episodes])``. An episode that is done stays done until
+    the next ``reset``; the sampler masks whatever it reports afterwards.
+    """
+
+    obs_dim: int
+    act_dim: int
+    horizon: int
+
+    def __init__(self, horizon: int, device: str | torch.device = "cpu") -> None:
+        if int(horizon) < 1:
+            raise ConfigError(f"env.horizon must be an integer >= 1, got {horizon}")
+        self.horizon = int(horizon)
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def reset(self, tasks: Tasks, episodes: int) -> Tensor: ...
+
+    @abstractmethod
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def check_actions(self, actions: Tensor, expected: tuple[int, ...]) -> None:
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape {expected} (tasks, episodes, act_dim), got {tuple(actions.shape)}")

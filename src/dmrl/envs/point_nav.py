@@ -1,0 +1,83 @@
+"""2-D navigation (Finn et al. 2017, section 5.3).
+
+The agent starts at (0, 0) and moves by velocity actions clipped to [-0.1, 0.1] per axis towards
+a goal ``g ~ U[-0.5, 0.5]^2``; the reward is ``-||x - g||_2`` after the move (the paper's text
+says squared; both reference codes use the plain norm, and so does dmrl). An episode ends within
+0.01 of the goal or at the horizon (100).
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmrl.envs.base import BatchedEnv
+from dmrl.tasks.distributions import Tasks
+
+
+class PointNav(BatchedEnv):
+    obs_dim = 2
+    act_dim = 2
+
+    def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01, device: str = "cpu") -> None:
+        super().__init__(horizon, device)
+        self.max_action = float(max_action)
+        self.goal_radius = float(goal_radius)
+        self.pos: Tensor | None = None  # [N, B, 2]
+        self.goal: Tensor | None = None  # [N, 1, 2]
+        self.done: Tensor | None = None  # [N, B]
+
+    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+        goal = torch.as_tensor(np.asarray(tasks["goal"]), dtype=torch.float32, device=self.device)
+        n = goal.shape[0]
+        self.goal = goal[:, None, :]
+        self.pos = torch.zeros(n, episodes, 2, device=self.device)
+        self.done = torch.zeros(n, episodes, dtype=torch.bool, device=self.device)
+        return self.pos.clone()
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.check_actions(actions, tuple(self.pos.shape))
+        self.pos = self.pos + actions.clamp(-self.max_action, self.max_action)
+        dist = torch.linalg.vector_norm(self.pos - self.goal, dim=-1)
+        self.done = self.done | (dist < self.goal_radius)
+        return self.pos.clone(), -dist, self.done.clone()
+
+
+class PointNavEnv(gymnasium.Env):
+    """Single-episode gymnasium view of :class:`PointNav` (``gymnasium.make("dmrl/PointNav-v0")``).
+
+    The same batched dynamics with one task and one episode, so both views agree by construction.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, horizon: int = 100, task: dict | None = None) -> None:
+        self._env = PointNav(horizon=horizon)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gymnasium.spaces.Box(-0.1, 0.1, shape=(2,), dtype=np.float32)
+        self._task = task or {"goal": np.zeros(2, dtype=np.float32)}
+        self._t = 0
+
+    def sample_tasks(self, n: int) -> list[dict]:
+        goals = self.np_random.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)
+        return [{"goal": g} for g in goals]
+
+    def set_task(self, task: dict) -> None:
+        self._task = {"goal": np.asarray(task["goal"], dtype=np.float32)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "task" in options:
+            self.set_task(options["task"])
+        self._t = 0
+        obs = self._env.reset({"goal": self._task["goal"][None]}, 1)
+        return obs[0, 0].numpy(), {"task": self._task}
+
+    def step(self, action):
+        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, 2)
+        obs, reward, done = self._env.step(a)
+        self._t += 1
+        truncated = self._t >= self._env.horizon and not bool(done)
+        return obs[0, 0].numpy(), float(reward), bool(done), truncated, {"task": self._task}

@@ -1,0 +1,21 @@
+"""User-facing errors: each is shown as one line, without a traceback, and exits non-zero."""
+
+
+class DmrlError(Exception):
+    """Base class of the errors a user can cause and fix (bad config, bad checkpoint, diverged run)."""
+
+    exit_code = 2
+
+
+class ConfigError(DmrlError):
+    """A configuration key has a wrong type or an impossible value."""
+
+
+class CheckpointError(DmrlError):
+    """A checkpoint is missing, truncated, foreign or unsafe."""
+
+
+class NonFiniteError(DmrlError):
+    """A loss or a parameter became NaN/inf; the run stops and keeps its last good checkpoint."""
+
+    exit_code = 3

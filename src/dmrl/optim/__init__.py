@@ -1,0 +1,1 @@
+"""Outer-loop update rules and their numerical building blocks."""

@@ -1,0 +1,92 @@
+"""Trust-region policy optimization as the outer update rule (Schulman et al. 2015, appendix C).
+
+``step`` takes the parameters and an ``objective(create_graph) -> (surrogate loss, mean KL)``
+closure; for MAML the closure re-runs the inner adaptation, so the step differentiates through it.
+The curvature (Hessian of the mean KL at the current parameters) is used only through products
+with a vector; by default they come from double back-propagation through the objective's KL,
+and an algorithm that knows a cheaper exact product passes its own ``fvp``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from dmrl.errors import ConfigError, NonFiniteError
+from dmrl.optim.conjugate_gradient import conjugate_gradient
+
+Objective = Callable[[bool], tuple[Tensor, Tensor]]
+VectorProduct = Callable[[Tensor], Tensor]
+
+
+def _flat(grads: Sequence[Tensor]) -> Tensor:
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def kl_hessian_vector_product(kl: Tensor, params: Sequence[Tensor]) -> VectorProduct:
+    """``v -> (d^2 kl / d params^2) v`` by double back-propagation (Pearlmutter 1994)."""
+    kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True))
+    return lambda v: _flat(torch.autograd.grad(torch.dot(kl_grad, v), params, retain_graph=True))
+
+
+class TRPO:
+    def __init__(
+        self,
+        max_kl: float = 1e-2,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        ls_max_steps: int = 15,
+        ls_backtrack_ratio: float = 0.8,
+    ) -> None:
+        if not max_kl > 0:
+            raise ConfigError(f"meta_optimizer.max_kl must be > 0, got {max_kl}")
+        if not 0 < ls_backtrack_ratio < 1:
+            raise ConfigError(f"meta_optimizer.ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
+        self.max_kl = float(max_kl)
+        self.cg_iters = int(cg_iters)
+        self.cg_damping = float(cg_damping)
+        self.ls_max_steps = int(ls_max_steps)
+        self.ls_backtrack_ratio = float(ls_backtrack_ratio)
+
+    def step(self, params: Sequence[Tensor], objective: Objective, fvp: VectorProduct | None = None) -> dict[str, float]:
+        """One trust-region step on ``params`` in place; returns loss, KL and line-search figures."""
+        params = list(params)
+        loss, kl = objective(True)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"surrogate loss is {loss.item()}")
+        grad = _flat(torch.autograd.grad(loss, params, retain_graph=fvp is None))
+        if not torch.isfinite(grad).all():
+            raise NonFiniteError("meta-gradient is not finite")
+        if fvp is None:
+            fvp = kl_hessian_vector_product(kl, params)
+
+        def fisher_vector_product(v: Tensor) -> Tensor:
+            return fvp(v) + self.cg_damping * v
+
+        stepdir = conjugate_gradient(fisher_vector_product, grad, self.cg_iters)
+        shs = 0.5 * torch.dot(stepdir, fisher_vector_product(stepdir))
+        stats = {"loss_before": loss.item(), "grad_norm": grad.norm().item()}
+        if not (torch.isfinite(shs) and shs > 0):
+            return {**stats, "loss_after": loss.item(), "kl": 0.0, "ls_steps": 0, "step_accepted": 0.0}
+        full_step = stepdir * math.sqrt(self.max_kl / shs.item())
+        old = parameters_to_vector(params).detach().clone()
+        for k in range(self.ls_max_steps):
+            frac = self.ls_backtrack_ratio**k
+            with torch.no_grad():
+                vector_to_parameters(old - frac * full_step, params)
+            new_loss, new_kl = (x.item() for x in objective(False))
+            if math.isfinite(new_loss) and math.isfinite(new_kl) and new_loss < loss.item() and new_kl < self.max_kl:
+                return {**stats, "loss_after": new_loss, "kl": new_kl, "ls_steps": k + 1, "step_accepted": 1.0}
+        with torch.no_grad():
+            vector_to_parameters(old, params)
+        return {**stats, "loss_after": loss.item(), "kl": 0.0, "ls_steps": self.ls_max_steps, "step_accepted": 0.0}
+
+    def state_dict(self) -> dict:
+        return {}  # TRPO keeps no state between meta-iterations
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Pure functions of reinforcement learning: returns, advantages, masked statistics."""

@@ -1,0 +1,59 @@
+"""Roll out every episode of every task together on a batched environment.
+
+One policy call and one environment step per time step advance all ``tasks x episodes``
+episodes; per-task (adapted) parameters go into that same single call. The only Python loop is
+over time, which is inherent to sequential decision making.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dmrl.envs.base import BatchedEnv
+from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
+from dmrl.samplers.episodes import Episodes
+from dmrl.tasks.distributions import Tasks
+
+
+class BatchedSampler:
+    def __init__(self, env: BatchedEnv, policy: GaussianMLPPolicy, episodes_per_task: int, seed: int) -> None:
+        self.env = env
+        self.policy = policy
+        self.episodes_per_task = int(episodes_per_task)
+        self.generator = torch.Generator(device=env.device)
+        self.generator.manual_seed(int(seed))
+
+    @torch.no_grad()
+    def sample(self, tasks: Tasks, params: Params | None = None, episodes: int | None = None) -> Episodes:
+        """Episodes ``[T, N, B]`` of the policy with ``params`` (shared ``[*]`` or per-task ``[N, *]``)."""
+        B = episodes or self.episodes_per_task
+        env, H = self.env, self.env.horizon
+        obs = env.reset(tasks, B)  # [N, B, obs_dim]
+        N = obs.shape[0]
+        dev = obs.device
+        all_obs = torch.zeros(H, N, B, env.obs_dim, device=dev)
+        all_act = torch.zeros(H, N, B, env.act_dim, device=dev)
+        all_rew = torch.zeros(H, N, B, device=dev)
+        all_mask = torch.zeros(H, N, B, device=dev)
+        alive = torch.ones(N, B, dtype=torch.bool, device=dev)
+        T = H
+        for t in range(H):
+            mean, log_std = self.policy(obs, params)
+            actions = self.policy.sample(mean, log_std, self.generator)
+            all_obs[t] = obs
+            all_act[t] = actions
+            all_mask[t] = alive
+            obs, reward, done = env.step(actions)
+            all_rew[t] = reward
+            alive = alive & ~done
+            if dev.type == "cpu" and not bool(alive.any()):
+                T = t + 1
+                break
+        return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T])
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,100 @@
+"""Atomic checkpoints that carry every random state, and a loader that never runs code.
+
+A checkpoint holds only tensors and plain containers (dicts, lists, tuples, strings, numbers),
+so it loads with ``torch.load(weights_only=True)``; the resolved config travels as YAML text.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmrl.errors import CheckpointError
+
+FORMAT = "dmrl-checkpoint"
+VERSION = 1
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Python, numpy and torch global generators (numpy's key array as a tensor: no pickled arrays)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a dmrl checkpoint; any problem is a one-line :class:`CheckpointError`."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it contains pickled objects other than tensors and plain "
+            f"containers, which could run code ({str(e).splitlines()[-1][:120]})"
+        ) from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint ({type(e).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a dmrl checkpoint (no '{FORMAT}' format marker)")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {data.get('version')}; this dmrl reads version {VERSION}")
+    for key in ("config", "iteration", "env_steps", "algo", "rng"):
+        if key not in data:
+            raise CheckpointError(f"checkpoint {path} is incomplete: missing '{key}'")
+    return data
+
+
+def prune(directory: Path, keep: int, pattern: str = "iter_*.pt") -> None:
+    """Delete all but the newest ``keep`` periodic checkpoints (names sort by iteration)."""
+    for old in sorted(Path(directory).glob(pattern))[:-keep]:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Thin command-line entry points: dmrl-train and dmrl-eval."""

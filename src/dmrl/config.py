@@ -1,0 +1,130 @@
+"""Checks of the composed configuration, run before any work starts.
+
+Hydra rejects unknown keys and groups; these checks reject wrong types and impossible values of
+the public keys, each with a message that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dmrl.errors import ConfigError
+from dmrl.policies.gaussian_mlp import ACTIVATIONS
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    check: Callable[[Any], bool]
+    allowed: str
+    required: bool = False
+
+
+def int_at_least(lo: int) -> Rule:
+    return Rule(lambda v: _is_int(v) and v >= lo, f"an integer >= {lo}")
+
+
+def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Rule:
+    def ok(v: Any) -> bool:
+        return _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+    return Rule(ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+
+
+POSITIVE = Rule(lambda v: _is_num(v) and v > 0, "a number > 0")
+NON_NEGATIVE = Rule(lambda v: _is_num(v) and v >= 0, "a number >= 0")
+BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
+DEVICE = Rule(
+    lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "auto") or (v.startswith("cuda:") and v[5:].isdigit())),
+    "one of cpu, cuda, cuda:N, auto",
+)
+OPTIONAL_PATH = Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path")
+HIDDEN = Rule(
+    lambda v: isinstance(v, (list, tuple, ListConfig)) and all(_is_int(x) and x >= 1 for x in v),
+    "a list of integers >= 1, e.g. [64,64]",
+)
+ACTIVATION = Rule(lambda v: v in ACTIVATIONS, f"one of {', '.join(sorted(ACTIVATIONS))}")
+
+TRAIN_RULES: dict[str, Rule] = {
+    "seed": int_at_least(0),
+    "iterations": int_at_least(1),
+    "device": DEVICE,
+    "resume": OPTIONAL_PATH,
+    "checkpoint.every": int_at_least(1),
+    "checkpoint.keep": int_at_least(1),
+    "env.horizon": int_at_least(1),
+    "env.max_action": POSITIVE,
+    "env.goal_radius": NON_NEGATIVE,
+    "policy.hidden_sizes": HIDDEN,
+    "policy.activation": ACTIVATION,
+    "policy.init_std": POSITIVE,
+    "algo.meta_batch_size": int_at_least(1),
+    "algo.fast_batch_size": int_at_least(1),
+    "algo.inner_steps": int_at_least(1),
+    "algo.inner_lr": POSITIVE,
+    "algo.first_order": BOOL,
+    "algo.gamma": float_in(0.0, 1.0),
+    "algo.gae_lambda": float_in(0.0, 1.0),
+    "algo.normalize_advantages": BOOL,
+    "algo.baseline.reg_coeff": POSITIVE,
+    "meta_optimizer.max_kl": POSITIVE,
+    "meta_optimizer.cg_iters": int_at_least(1),
+    "meta_optimizer.cg_damping": NON_NEGATIVE,
+    "meta_optimizer.ls_max_steps": int_at_least(1),
+    "meta_optimizer.ls_backtrack_ratio": float_in(0.0, 1.0, lo_open=True, hi_open=True),
+    "logger.tensorboard": BOOL,
+    "logger.progress": BOOL,
+}
+
+EVAL_RULES: dict[str, Rule] = {
+    "checkpoint": Rule(lambda v: isinstance(v, str) and v != "", "a checkpoint path (checkpoint=PATH)", required=True),
+    "num_tasks": int_at_least(1),
+    "adapt_steps": int_at_least(0),
+    "seed": int_at_least(0),
+    "episodes": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "device": DEVICE,
+}
+
+_MISSING = object()
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+    if value is not _MISSING and OmegaConf.is_missing(cfg, key):
+        return _MISSING
+    return value
+
+
+def validate(cfg: DictConfig, rules: dict[str, Rule]) -> None:
+    """Raise :class:`ConfigError` for the first key whose value breaks its rule."""
+    for key, rule in rules.items():
+        value = _select(cfg, key)
+        if value is _MISSING:
+            if rule.required:
+                raise ConfigError(f"{key} is required: {rule.allowed}")
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not rule.check(value):
+            raise ConfigError(f"{key} must be {rule.allowed}, got {value!r}")
+    low, high = _select(cfg, "tasks.low"), _select(cfg, "tasks.high")
+    if _is_num(low) and _is_num(high) and low > high:
+        raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
+    for key in ("tasks.low", "tasks.high"):
+        value = _select(cfg, key)
+        if value is not _MISSING and value is not None and not _is_num(value) and not isinstance(value, ListConfig):
+            raise ConfigError(f"{key} must be a number, got {value!r}")

@@ -1,0 +1,92 @@
+"""One logger for a training run: metrics.jsonl, TensorBoard and the console.
+
+The x-axis of every TensorBoard scalar is environment steps (CleanRL's convention), so runs with
+different batch sizes compare on the same axis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class RunLogger:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        total_iterations: int,
+        start_iteration: int = 0,
+        start_env_steps: int = 0,
+        tensorboard: bool = True,
+        progress: bool = True,
+        config_text: str | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / METRICS_FILE
+        self._truncate_after(start_iteration)
+        self._file = open(self.path, "a")
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed run logged after its last checkpoint
+            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_env_steps + 1 if start_iteration else None)
+            if config_text and not start_iteration:
+                self._writer.add_text("config", "```yaml\n" + config_text + "\n```", 0)
+        self.total = total_iterations
+        self._bar = None
+        self._plain_every = max(1, total_iterations // 20)
+        self._t0 = time.perf_counter()
+        self._start = start_iteration
+        if progress and sys.stderr.isatty():
+            self._bar = tqdm(total=total_iterations, initial=start_iteration, desc="meta-train", unit="it", dynamic_ncols=True)
+        self._plain = progress and self._bar is None
+
+    def _truncate_after(self, iteration: int) -> None:
+        """On resume, keep only the records up to the checkpoint's iteration."""
+        if not self.path.exists():
+            return
+        kept = [r for r in read_metrics(self.path) if r.get("iteration", 0) <= iteration] if iteration else []
+        with open(self.path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
+    def log(self, record: dict) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        step = int(record["env_steps"])
+        if self._writer is not None:
+            for key, value in record.items():
+                if key not in ("iteration", "env_steps") and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, step)
+        pre, post = record.get("meta_train/return_pre_adapt"), record.get("meta_train/return_post_adapt")
+        it = record["iteration"]
+        if self._bar is not None:
+            self._bar.set_postfix(pre=f"{pre:.2f}", post=f"{post:.2f}", refresh=False)
+            self._bar.update(1)
+        elif self._plain and (it % self._plain_every == 0 or it == self.total):
+            done = it - self._start
+            eta = (time.perf_counter() - self._t0) / max(done, 1) * (self.total - it)
+            print(f"iteration {it}/{self.total}  env_steps {step}  return pre {pre:.2f} post {post:.2f}  "
+                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+        self._file.close()

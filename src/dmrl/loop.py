@@ -1,0 +1,95 @@
+"""The one training loop: meta-step, log, checkpoint; resumable to the bit."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from dmrl.build import Parts
+from dmrl.checkpoint import global_rng_state, prune, save_checkpoint, set_global_rng_state
+from dmrl.errors import NonFiniteError
+from dmrl.loggers.run_logger import RunLogger
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _check_finite(parts: Parts, record: dict, iteration: int) -> None:
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    for name, p in parts.policy.named_parameters():
+        if not torch.isfinite(p).all():
+            bad.append(f"policy.{name}")
+    if bad:
+        raise NonFiniteError(
+            f"non-finite values at iteration {iteration} ({', '.join(bad[:4])}); the run stopped and its last good "
+            "checkpoint is intact: lower algo.inner_lr or meta_optimizer.max_kl and resume from it"
+        )
+
+
+def save(parts: Parts, path: Path, iteration: int, env_steps: int) -> None:
+    save_checkpoint(
+        path,
+        {
+            "config": OmegaConf.to_yaml(parts.config, resolve=True),
+            "iteration": iteration,
+            "env_steps": env_steps,
+            "algo": parts.algo.state_dict(),
+            "rng": global_rng_state(),
+        },
+    )
+
+
+def restore(parts: Parts, state: dict) -> tuple[int, int]:
+    """Load algorithm and random states from a checkpoint dict; returns (iteration, env_steps)."""
+    parts.algo.load_state_dict(state["algo"])
+    set_global_rng_state(state["rng"])
+    return int(state["iteration"]), int(state["env_steps"])
+
+
+def train(
+    parts: Parts,
+    *,
+    iterations: int,
+    run_dir: Path,
+    checkpoint_every: int,
+    checkpoint_keep: int,
+    tensorboard: bool = True,
+    progress: bool = True,
+    start: tuple[int, int] = (0, 0),
+) -> dict[str, float]:
+    """Run meta-iterations ``start+1 .. iterations``; returns the last iteration's metrics."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    iteration, env_steps = start
+    logger = RunLogger(
+        run_dir,
+        total_iterations=iterations,
+        start_iteration=iteration,
+        start_env_steps=env_steps,
+        tensorboard=tensorboard,
+        progress=progress,
+        config_text=OmegaConf.to_yaml(parts.config, resolve=True),
+    )
+    record: dict[str, float] = {}
+    try:
+        while iteration < iterations:
+            t0 = time.perf_counter()
+            metrics = parts.algo.meta_step()
+            dt = time.perf_counter() - t0
+            iteration += 1
+            steps = int(metrics.pop("env_steps"))
+            env_steps += steps
+            record = {"iteration": iteration, "env_steps": env_steps, "time/iteration_s": dt,
+                      "time/env_steps_per_s": steps / dt, **metrics}
+            _check_finite(parts, record, iteration)
+            logger.log(record)
+            save(parts, ckpt_dir / "last.pt", iteration, env_steps)
+            if iteration % checkpoint_every == 0:
+                save(parts, ckpt_dir / f"iter_{iteration:06d}.pt", iteration, env_steps)
+                prune(ckpt_dir, checkpoint_keep)
+    finally:
+        logger.close()
+    return record

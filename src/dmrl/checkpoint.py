@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} was refused: it contains pickled objects other than tensors and plain "
             f"containers, which could run code ({str(e).splitlines()[-1][:120]})"
         ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # EOFError, RuntimeError, BadZipFile, KeyError, ...: not a readable torch file
         raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint ({type(e).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a dmrl checkpoint (no '{FORMAT}' format marker)")

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny MAML problems built by hand and the real configs composed by Hydra."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmrl.algos.maml import MAML
+from dmrl.baselines.linear import LinearFeatureBaseline
+from dmrl.envs.point_nav import PointNav
+from dmrl.optim.trpo import TRPO
+from dmrl.policies.gaussian_mlp import GaussianMLPPolicy
+from dmrl.samplers.batched import BatchedSampler
+from dmrl.tasks.distributions import UniformBox, task_rng
+
+BIN = Path(sys.executable).parent
+
+
+def make_maml(meta_batch=3, episodes=4, horizon=8, hidden=(8, 8), activation="tanh", inner_steps=1,
+              first_order=False, seed=0, dtype=torch.float32, **kw) -> MAML:
+    torch.manual_seed(seed)
+    env = PointNav(horizon=horizon)
+    policy = GaussianMLPPolicy(2, 2, hidden, activation).to(dtype)
+    sampler = BatchedSampler(env, policy, episodes, seed=seed)
+    return MAML(policy, LinearFeatureBaseline(), sampler, TRPO(**kw), UniformBox("goal", -0.5, 0.5, 2),
+                task_rng(seed, "train"), meta_batch_size=meta_batch, fast_batch_size=episodes,
+                inner_steps=inner_steps, first_order=first_order)
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """Environment for running the console scripts as a user would, in a scratch directory."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env

@@ -1,0 +1,165 @@
+"""The console scripts as a user runs them: subprocesses in a scratch directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+SMOKE = ["experiment=smoke", "logger=jsonl"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_time(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in records]
+
+
+def test_train_then_eval_end_to_end(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "logger=default", "hydra.run.dir=run"], tmp_path, cli_env)
+    run_dir = tmp_path / "run"
+    recs = metrics(run_dir)
+    assert [r["iteration"] for r in recs] == [1, 2]
+    for key in ("env_steps", "time/iteration_s", "meta_train/return_pre_adapt", "meta_train/return_post_adapt",
+                "meta_optim/loss_before", "meta_optim/kl", "meta_optim/ls_steps"):
+        assert key in recs[-1]
+    assert recs[1]["env_steps"] > recs[0]["env_steps"] > 0
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.pt", "iter_000001.pt", "iter_000002.pt"}
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+    proc = run(["dmrl-eval", f"checkpoint={run_dir}/checkpoints/last.pt", "num_tasks=6", "adapt_steps=2",
+                "hydra.run.dir=ev"], tmp_path, cli_env)
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["adapt_steps"] == [0, 1, 2]
+    assert len(report["return_mean"]) == len(report["return_ci95"]) == 3
+    assert report["num_tasks"] == 6 and report["checkpoint"].endswith("last.pt")
+    assert all(c > 0 for c in report["return_ci95"])
+    assert (tmp_path / "ev" / "adaptation.png").stat().st_size > 1000
+    assert (tmp_path / "ev" / "eval.csv").read_text().splitlines()[0].startswith("adapt_steps,return_mean")
+    assert "steps" in proc.stdout and "ci95" in proc.stdout
+
+
+def test_eval_uses_the_checkpoint_config_not_todays_defaults(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "policy.hidden_sizes=[8]", "env.horizon=7", "hydra.run.dir=run"], tmp_path, cli_env)
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert state["algo"]["policy"]["layers.0.weight"].shape == (8, 2)
+    run(["dmrl-eval", "checkpoint=run/checkpoints/last.pt", "num_tasks=3", "adapt_steps=1", "hydra.run.dir=ev"],
+        tmp_path, cli_env)
+    assert json.loads((tmp_path / "ev/eval.json").read_text())["num_tasks"] == 3
+
+
+def test_resume_equals_uninterrupted(tmp_path, cli_env):
+    base = [*SMOKE, "iterations=4", "checkpoint.every=2"]
+    run(["dmrl-train", *base, "hydra.run.dir=full"], tmp_path, cli_env)
+    run(["dmrl-train", *base, "iterations=2", "hydra.run.dir=part"], tmp_path, cli_env)
+    proc = run(["dmrl-train", *base, "resume=part/checkpoints/last.pt", "hydra.run.dir=resumed"], tmp_path, cli_env)
+    assert "resuming" in proc.stderr
+    full, resumed = metrics(tmp_path / "full"), metrics(tmp_path / "part")
+    assert [r["iteration"] for r in resumed] == [1, 2, 3, 4]
+    assert without_time(resumed) == without_time(full)
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)["algo"]["policy"]
+    b = torch.load(tmp_path / "part/checkpoints/last.pt", weights_only=True)["algo"]["policy"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_multirun_sweep(tmp_path, cli_env):
+    run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, cli_env)
+    r0, r1 = metrics(tmp_path / "sweep/0"), metrics(tmp_path / "sweep/1")
+    assert len(r0) == len(r1) == 1
+    assert r0[0]["meta_train/return_pre_adapt"] != r1[0]["meta_train/return_pre_adapt"]
+
+
+BAD_TRAIN = [
+    (["algo.meta_batch_size=0"], "algo.meta_batch_size"),
+    (["algo.inner_lr=-1"], "algo.inner_lr"),
+    (["env.horizon=0"], "env.horizon"),
+    (["iterations=abc"], "iterations"),
+    (["algo.first_order=maybe"], "algo.first_order"),
+    (["meta_optimizer.max_kl=0"], "meta_optimizer.max_kl"),
+    (["meta_optimizer.ls_backtrack_ratio=1.5"], "meta_optimizer.ls_backtrack_ratio"),
+    (["policy.activation=sigmoid"], "policy.activation"),
+    (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
+    (["device=tpu"], "device"),
+    (["tasks.low=0.9", "tasks.high=0.1"], "tasks.low"),
+    (["algo.not_a_key=1"], "algo.not_a_key"),
+    (["not_a_key=1"], "not_a_key"),
+    (["env=moon"], "env=moon"),
+    (["algo=nope"], "algo=nope"),
+    (["-m", "algo.inner_lr=0.1,-0.5"], "algo.inner_lr"),
+    (["resume=/nonexistent/last.pt"], "/nonexistent/last.pt"),
+]
+
+
+@pytest.mark.parametrize("args,key", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
+def test_bad_train_input_is_one_clear_line(tmp_path, cli_env, args, key):
+    proc = run(["dmrl-train", *SMOKE, *args], tmp_path, cli_env, ok=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert key in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("last.pt"))
+
+
+def _write_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
+    truncated = tmp / "truncated.pt"
+    good = tmp / "run/checkpoints/last.pt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    foreign = tmp / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    text = tmp / "text.pt"
+    text.write_text("hello")
+    return {
+        "missing": (tmp / "nope.pt", "does not exist"),
+        "truncated": (truncated, "truncated"),
+        "foreign": (foreign, "not a dmrl checkpoint"),
+        "text": (text, "truncated or not a torch checkpoint"),
+    }
+
+
+class Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_bad_checkpoints_are_refused(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "iterations=1", "hydra.run.dir=run"], tmp_path, cli_env)
+    cases = _write_checkpoints(tmp_path)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    good = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    good["algo"]["payload"] = Payload(str(marker))
+    torch.save(good, evil)
+    cases["pickled object"] = (evil, "refused")
+    for name, (path, expect) in cases.items():
+        for cmd in (["dmrl-eval", f"checkpoint={path}"], ["dmrl-train", *SMOKE, f"resume={path}"]):
+            proc = run(cmd, tmp_path, cli_env, ok=False)
+            assert proc.returncode != 0, name
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and expect in lines[0], (name, proc.stderr)
+            assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_eval_bad_options(tmp_path, cli_env):
+    for args, key in ((["num_tasks=0", "checkpoint=x.pt"], "num_tasks"), (["adapt_steps=-1", "checkpoint=x.pt"], "adapt_steps"),
+                      ([], "checkpoint"), (["checkpoint=x.pt", "bogus=1"], "bogus")):
+        proc = run(["dmrl-eval", *args], tmp_path, cli_env, ok=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1 and key in lines[0], proc.stderr

@@ -1,0 +1,59 @@
+"""Every option of every config group composes with the real configs and builds."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dmrl.build import build
+from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, validate
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="train", overrides=overrides)
+
+
+def test_groups_are_the_documented_ones():
+    assert {"env", "tasks", "policy", "algo", "meta_optimizer", "logger", "experiment"} <= set(GROUPS)
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_builds(group, option):
+    cfg = compose_train([f"{group}={option}", "device=cpu"])
+    validate(cfg, TRAIN_RULES)
+    parts = build(cfg)
+    assert parts.policy.obs_dim == parts.env.obs_dim
+    tasks = parts.tasks.sample(2, __import__("numpy").random.default_rng(0))
+    obs = parts.env.reset(tasks, 3)
+    assert obs.shape == (2, 3, parts.env.obs_dim)
+
+
+def test_public_keys_exist_in_the_default_config():
+    cfg = compose_train([])
+    for key in ("seed", "iterations", "device", "resume", "checkpoint.every", "checkpoint.keep",
+                "algo.meta_batch_size", "algo.fast_batch_size", "algo.inner_steps", "algo.inner_lr",
+                "algo.first_order", "algo.gamma", "algo.gae_lambda", "meta_optimizer.max_kl",
+                "meta_optimizer.cg_iters", "meta_optimizer.cg_damping", "meta_optimizer.ls_max_steps",
+                "meta_optimizer.ls_backtrack_ratio", "policy.hidden_sizes", "policy.activation", "env.horizon"):
+        assert key in TRAIN_RULES
+        assert cfg is not None and __import__("omegaconf").OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
+    assert cfg.env._target_.endswith("PointNav") and cfg.algo._target_.endswith("MAML")
+    assert cfg.meta_optimizer._target_.endswith("TRPO")
+
+
+def test_task_overrides_from_the_command_line():
+    cfg = compose_train(["tasks.low=-0.2", "tasks.high=0.3"])
+    goals = build(cfg).tasks.sample(500, __import__("numpy").random.default_rng(0))["goal"]
+    assert goals.min() >= -0.2 and goals.max() <= 0.3 and goals.max() > 0.25
+    assert compose_train(["tasks=point_nav_wide"]).tasks.high == 1.0
+
+
+def test_eval_config_requires_a_checkpoint():
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="eval")
+    with pytest.raises(Exception, match="checkpoint"):
+        validate(cfg, EVAL_RULES)

@@ -21,10 +21,10 @@ BIN = Path(sys.executable).parent
 
 
 def make_maml(meta_batch=3, episodes=4, horizon=8, hidden=(8, 8), activation="tanh", inner_steps=1,
-              first_order=False, seed=0, dtype=torch.float32, **kw) -> MAML:
+              first_order=False, seed=0, **kw) -> MAML:
     torch.manual_seed(seed)
     env = PointNav(horizon=horizon)
-    policy = GaussianMLPPolicy(2, 2, hidden, activation).to(dtype)
+    policy = GaussianMLPPolicy(2, 2, hidden, activation)
     sampler = BatchedSampler(env, policy, episodes, seed=seed)
     return MAML(policy, LinearFeatureBaseline(), sampler, TRPO(**kw), UniformBox("goal", -0.5, 0.5, 2),
                 task_rng(seed, "train"), meta_batch_size=meta_batch, fast_batch_size=episodes,

@@ -30,7 +30,7 @@ class PointNav(BatchedEnv):
         self.done: Tensor | None = None  # [N, B]
 
     def reset(self, tasks: Tasks, episodes: int) -> Tensor:
-        goal = torch.as_tensor(np.asarray(tasks["goal"]), dtype=torch.float32, device=self.device)
+        goal = torch.as_tensor(np.asarray(tasks["goal"]), dtype=torch.get_default_dtype(), device=self.device)
         n = goal.shape[0]
         self.goal = goal[:, None, :]
         self.pos = torch.zeros(n, episodes, 2, device=self.device)

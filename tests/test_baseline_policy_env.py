@@ -88,3 +88,12 @@ def test_task_streams_are_seeded_and_disjoint():
         UniformBox("goal", 1.0, 0.0, 2)
     with pytest.raises(ConfigError, match="env.horizon"):
         PointNav(horizon=0)
+
+
+def test_point_nav_squared_distance_reward_option():
+    env = PointNav(reward="squared_distance")
+    env.reset({"goal": np.array([[0.3, 0.4]], dtype=np.float32)}, episodes=1)
+    _, reward, _ = env.step(torch.zeros(1, 1, 2))
+    assert reward.item() == pytest.approx(-0.25, abs=1e-6)
+    with pytest.raises(ConfigError, match="env.reward"):
+        PointNav(reward="manhattan")

@@ -69,6 +69,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "env.horizon": int_at_least(1),
     "env.max_action": POSITIVE,
     "env.goal_radius": NON_NEGATIVE,
+    "env.reward": Rule(lambda v: v in ("distance", "squared_distance"), "one of distance, squared_distance"),
     "policy.hidden_sizes": HIDDEN,
     "policy.activation": ACTIVATION,
     "policy.init_std": POSITIVE,

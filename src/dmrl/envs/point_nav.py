@@ -1,9 +1,10 @@
 """2-D navigation (Finn et al. 2017, section 5.3).
 
 The agent starts at (0, 0) and moves by velocity actions clipped to [-0.1, 0.1] per axis towards
-a goal ``g ~ U[-0.5, 0.5]^2``; the reward is ``-||x - g||_2`` after the move (the paper's text
-says squared; both reference codes use the plain norm, and so does dmrl). An episode ends within
-0.01 of the goal or at the horizon (100).
+a goal ``g ~ U[-0.5, 0.5]^2``; the reward is ``-||x - g||_2`` after the move. The paper's text
+says squared distance while both reference codes use the plain norm: dmrl's default is the norm
+(``env.reward=distance``), the paper's text is ``env.reward=squared_distance``. An episode ends
+within 0.01 of the goal or at the horizon (100).
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ import torch
 from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
+from dmrl.errors import ConfigError
 from dmrl.tasks.distributions import Tasks
+
+REWARDS = ("distance", "squared_distance")
 
 
 class PointNav(BatchedEnv):
     obs_dim = 2
     act_dim = 2
 
-    def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01, device: str = "cpu") -> None:
+    def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01,
+                 reward: str = "distance", device: str = "cpu") -> None:
         super().__init__(horizon, device)
+        if reward not in REWARDS:
+            raise ConfigError(f"env.reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+        self.squared = reward == "squared_distance"
         self.max_action = float(max_action)
         self.goal_radius = float(goal_radius)
         self.pos: Tensor | None = None  # [N, B, 2]
@@ -42,7 +50,7 @@ class PointNav(BatchedEnv):
         self.pos = self.pos + actions.clamp(-self.max_action, self.max_action)
         dist = torch.linalg.vector_norm(self.pos - self.goal, dim=-1)
         self.done = self.done | (dist < self.goal_radius)
-        return self.pos.clone(), -dist, self.done.clone()
+        return self.pos.clone(), -(dist.square() if self.squared else dist), self.done.clone()
 
 
 class PointNavEnv(gymnasium.Env):

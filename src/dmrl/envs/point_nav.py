@@ -81,11 +81,11 @@ class PointNavEnv(gymnasium.Env):
             self.set_task(options["task"])
         self._t = 0
         obs = self._env.reset({"goal": self._task["goal"][None]}, 1)
-        return obs[0, 0].numpy(), {"task": dict(self._task)}
+        return obs[0, 0].numpy(), {"task": {"goal": self._task["goal"].copy()}}
 
     def step(self, action):
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, 2)
         obs, reward, done = self._env.step(a)
         self._t += 1
         truncated = self._t >= self._env.horizon and not bool(done)
-        return obs[0, 0].numpy(), float(reward), bool(done), truncated, {"task": dict(self._task)}
+        return obs[0, 0].numpy(), float(reward), bool(done), truncated, {"task": {"goal": self._task["goal"].copy()}}

@@ -27,6 +27,7 @@ def summarize(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None) -> dict:
     parts.algo.sampler.generator.manual_seed(seed)
+    parts.env.seed(seed + 1)
     tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
     curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes)  # [K + 1, num_tasks]
     mean, ci = summarize(curve)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,6 +19,9 @@ class BatchedEnv(ABC):
     observations ``[N, episodes, obs_dim]``; ``step(actions [N, episodes, act_dim])`` returns
     ``(obs, reward [N, episodes], done [N, episodes])``. An episode that is done stays done until
     the next ``reset``; the sampler masks whatever it reports afterwards.
+
+    Envs with randomness of their own (initial-state noise) draw it from ``self.rng``, seeded by
+    ``seed()`` and saved in checkpoints through ``state_dict()``.
     """
 
     obs_dim: int
@@ -29,6 +33,16 @@ class BatchedEnv(ABC):
             raise ConfigError(f"env.horizon must be an integer >= 1, got {horizon}")
         self.horizon = int(horizon)
         self.device = torch.device(device)
+        self.rng = np.random.default_rng(0)
+
+    def seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
 
     @abstractmethod
     def reset(self, tasks: Tasks, episodes: int) -> Tensor: ...

@@ -23,6 +23,7 @@ class BatchedSampler:
         self.episodes_per_task = int(episodes_per_task)
         self.generator = torch.Generator(device=env.device)
         self.generator.manual_seed(int(seed))
+        self.env.seed(int(seed) + 1)
 
     @torch.no_grad()
     def sample(self, tasks: Tasks, params: Params | None = None, episodes: int | None = None) -> Episodes:
@@ -53,7 +54,8 @@ class BatchedSampler:
         return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T])
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(), "env": self.env.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        self.env.load_state_dict(state["env"])

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import TRAIN_RULES, validate
-from dmrl.errors import ConfigError
+from dmrl.errors import ConfigError, DmrlError
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.tasks.distributions import task_rng
 
@@ -70,6 +71,10 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
             tasks=tasks,
             task_rng=task_rng(seed, "train"),
         )
+    except InstantiationException as e:  # Hydra wraps what a constructor raised
+        if isinstance(e.__cause__, DmrlError):
+            raise e.__cause__ from None
+        raise ConfigError(f"invalid configuration: {str(e).strip().splitlines()[-1]}") from None
     except TypeError as e:  # an unexpected key reached a constructor
         raise ConfigError(f"invalid configuration: {e}") from None
     return Parts(config=cfg, device=dev, env=env, tasks=tasks, policy=policy, algo=algo)

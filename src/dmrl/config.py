@@ -98,6 +98,8 @@ EVAL_RULES: dict[str, Rule] = {
     "seed": int_at_least(0),
     "episodes": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,
+    "video": BOOL,
+    "video_tasks": int_at_least(1),
 }
 
 _MISSING = object()

@@ -25,11 +25,24 @@ def summarize(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, 1.96 * sem
 
 
-def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None) -> dict:
+def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None,
+             recorder=None) -> dict:
+    """The adaptation curve on ``num_tasks`` held-out tasks.
+
+    ``recorder`` (a :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the
+    sampler's env during the rollouts and keeps episodes for videos; the numbers are unchanged.
+    """
     parts.algo.sampler.generator.manual_seed(seed)
     parts.env.seed(seed + 1)
     tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
-    curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes)  # [K + 1, num_tasks]
+    sampler = parts.algo.sampler
+    env = sampler.env
+    if recorder is not None:
+        sampler.env = recorder
+    try:
+        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes)  # [K + 1, num_tasks]
+    finally:
+        sampler.env = env
     mean, ci = summarize(curve)
     return {
         "adapt_steps": list(range(adapt_steps + 1)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -21,14 +22,27 @@ def eval_job(cfg: DictConfig) -> dict:
     state = load_checkpoint(ckpt)
     parts = build(OmegaConf.create(state["config"]), device=cfg.device)  # the checkpoint's config
     parts.algo.load_state_dict(state["algo"])
+    recorder = None
+    if cfg.video:
+        from dmrl.video import Recorder
+
+        recorder = Recorder(parts.env, int(cfg.video_tasks))
     result = evaluate(parts, num_tasks=int(cfg.num_tasks), adapt_steps=int(cfg.adapt_steps), seed=int(cfg.seed),
-                      episodes=cfg.episodes)
+                      episodes=cfg.episodes, recorder=recorder)
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    messages: list[str] = []
+    if recorder is not None:
+        from dmrl.video import write_videos
+
+        result["videos"], messages = write_videos(recorder, out_dir, post_step=int(cfg.adapt_steps))
     paths = write_report(result, out_dir)
     print(f"{result['num_tasks']} held-out tasks, checkpoint {ckpt} (iteration {result['iteration']})")
     print(format_table(result))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    videos = sorted({out_dir / v["path"] for v in result.get("videos", [])})
+    print("wrote " + ", ".join(str(p) for p in [*paths, *videos]))
+    for message in messages:  # "note: ..." to stdout, "warning: ..." as one line on stderr
+        print(f"dmrl-eval: {message}", file=sys.stderr if message.startswith("warning") else sys.stdout)
     return result
 
 

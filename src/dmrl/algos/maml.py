@@ -148,9 +148,13 @@ class MAML:
     ):
         """Products with the Hessian of the mean post-adaptation KL at the current meta-parameters.
 
-        ``None`` lets the meta-optimizer differentiate the objective's KL twice (exact, generic).
+        ``None`` lets the meta-optimizer differentiate the objective's KL twice (exact, generic);
+        for the supported MLP policies the same products come from cached activations
+        (:mod:`dmrl.algos.maml_curvature`), much faster.
         """
-        return None
+        from dmrl.algos.maml_curvature import maml_kl_hvp
+
+        return maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order)
 
     # --- meta-test ---------------------------------------------------------------------------
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None) -> np.ndarray:

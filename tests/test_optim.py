@@ -12,9 +12,10 @@ def test_conjugate_gradient_solves_known_quadratic():
     M = torch.randn(6, 6, dtype=torch.float64, generator=g)
     A = M @ M.T + 6 * torch.eye(6, dtype=torch.float64)
     b = torch.randn(6, dtype=torch.float64, generator=g)
-    x = conjugate_gradient(lambda v: A @ v, b, iters=6)  # exact in n steps for an n x n SPD matrix
+    x, Ax = conjugate_gradient(lambda v: A @ v, b, iters=6)  # exact in n steps for an n x n SPD matrix
     assert torch.allclose(x, torch.linalg.solve(A, b), atol=1e-8)
-    x2 = conjugate_gradient(lambda v: A @ v, b, iters=2)
+    x2, Ax2 = conjugate_gradient(lambda v: A @ v, b, iters=2)
+    assert torch.allclose(Ax, A @ x, atol=1e-8) and torch.allclose(Ax2, A @ x2, atol=1e-8)
     # fewer iterations: still a descent on the quadratic 0.5 x'Ax - b'x
     f = lambda x: 0.5 * x @ A @ x - b @ x  # noqa: E731
     assert f(x2) < f(torch.zeros(6, dtype=torch.float64))

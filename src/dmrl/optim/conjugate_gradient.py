@@ -10,8 +10,12 @@ from torch import Tensor
 
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float = 1e-10
-) -> Tensor:
-    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` in ``iters`` steps."""
+) -> tuple[Tensor, Tensor]:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` in ``iters`` steps.
+
+    Returns ``x`` and ``A x`` (= ``b - r``, the final residual), so a caller that needs the
+    curvature ``x'Ax`` gets it without another product.
+    """
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -26,4 +30,4 @@ def conjugate_gradient(
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, b - r

@@ -67,8 +67,8 @@ class TRPO:
         def fisher_vector_product(v: Tensor) -> Tensor:
             return fvp(v) + self.cg_damping * v
 
-        stepdir = conjugate_gradient(fisher_vector_product, grad, self.cg_iters)
-        shs = 0.5 * torch.dot(stepdir, fisher_vector_product(stepdir))
+        stepdir, curvature_stepdir = conjugate_gradient(fisher_vector_product, grad, self.cg_iters)
+        shs = 0.5 * torch.dot(stepdir, curvature_stepdir)
         stats = {"loss_before": loss.item(), "grad_norm": grad.norm().item()}
         if not (torch.isfinite(shs) and shs > 0):
             return {**stats, "loss_after": loss.item(), "kl": 0.0, "ls_steps": 0, "step_accepted": 0.0}

@@ -102,10 +102,10 @@ def sampler_alone(parts, repeats: int = 3) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def bench(case: str, iterations: int, warmup: int, device: str) -> dict:
+def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[str] = ()) -> dict:
     spec = CASES[case]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name="train", overrides=[*spec["overrides"], f"device={device}"])
+        cfg = compose(config_name="train", overrides=[*spec["overrides"], f"device={device}", *overrides])
     parts = build(cfg)
     algo = parts.algo
     sample_s: list[float] = []
@@ -167,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", action="store_true", help="print one JSON object per case")
+    p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
     for case in args.case or sorted(CASES):
-        r = bench(case, args.iterations, args.warmup, args.device)
+        r = bench(case, args.iterations, args.warmup, args.device, args.overrides)
+        r["overrides"] = args.overrides
         if args.json:
             print(json.dumps(r))
         else:

@@ -58,9 +58,9 @@ def _captured_step(algo: MAML) -> tuple[_Capture, dict]:
     seen = {}
     original = algo.fisher_vector_product
 
-    def record(train, valid, old_mean, old_log_std):
+    def record(train, valid):
         seen.update(train=train, valid=valid)
-        return original(train, valid, old_mean, old_log_std)
+        return original(train, valid)
 
     algo.fisher_vector_product = record
     algo.meta_step()

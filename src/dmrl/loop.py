@@ -77,7 +77,13 @@ def train(
     try:
         while iteration < iterations:
             t0 = time.perf_counter()
-            metrics = parts.algo.meta_step()
+            try:
+                metrics = parts.algo.meta_step()
+            except NonFiniteError as e:
+                raise NonFiniteError(
+                    f"{e} at iteration {iteration + 1}; the run stopped and its last good checkpoint is intact: "
+                    "lower algo.inner_lr or meta_optimizer.max_kl and resume from it"
+                ) from None
             dt = time.perf_counter() - t0
             iteration += 1
             steps = int(metrics.pop("env_steps"))

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dmrl.algos.maml_curvature import maml_kl_hvp
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError
-from dmrl.optim.trpo import TRPO
+from dmrl.optim.trpo import TRPO, VectorProduct
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
 from dmrl.samplers.batched import BatchedSampler
@@ -86,10 +87,10 @@ class MAML:
         _, _, logp = self.log_probs(params, ep)
         return -masked_mean(logp * adv, ep.mask, (0, 2))
 
-    def per_task(self, params: Params | None = None) -> dict[str, Tensor]:
-        """Meta-parameters expanded to ``[N, *shape]`` views (see the module docstring)."""
-        p = self.policy.params() if params is None else params
-        return {k: v.unsqueeze(0).expand(self.meta_batch_size, *v.shape) for k, v in p.items()}
+    def per_task(self, n: int | None = None) -> dict[str, Tensor]:
+        """Meta-parameters expanded to ``[n, *shape]`` views (see the module docstring)."""
+        n = self.meta_batch_size if n is None else n
+        return {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in self.policy.params().items()}
 
     def adapt(self, params: Params, ep: Episodes, adv: Tensor, create_graph: bool) -> dict[str, Tensor]:
         """One inner policy-gradient step for every task at once (Finn et al. 2017, eq. 1)."""
@@ -132,7 +133,7 @@ class MAML:
             kl = self.policy.kl(old_mean, old_log_std, mean, log_std)
             return loss, masked_mean(kl, valid.mask, (0, 2)).mean()
 
-        fvp = self.fisher_vector_product(train, valid, old_mean, old_log_std)
+        fvp = self.fisher_vector_product(train, valid)
         opt_stats = self.meta_optimizer.step(list(self.policy.parameters()), objective, fvp)
         post = valid.task_returns.mean().item()
         metrics[f"meta_train/return_step{self.inner_steps}"] = post
@@ -143,24 +144,20 @@ class MAML:
         metrics["policy/std"] = self.policy.log_std.exp().mean().item()
         return metrics
 
-    def fisher_vector_product(
-        self, train: list[tuple[Episodes, Tensor]], valid: Episodes, old_mean: Tensor, old_log_std: Tensor
-    ):
+    def fisher_vector_product(self, train: list[tuple[Episodes, Tensor]], valid: Episodes) -> VectorProduct | None:
         """Products with the Hessian of the mean post-adaptation KL at the current meta-parameters.
 
         ``None`` lets the meta-optimizer differentiate the objective's KL twice (exact, generic);
         for the supported MLP policies the same products come from cached activations
         (:mod:`dmrl.algos.maml_curvature`), much faster.
         """
-        from dmrl.algos.maml_curvature import maml_kl_hvp
-
         return maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order)
 
     # --- meta-test ---------------------------------------------------------------------------
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None) -> np.ndarray:
         """Mean episode return of each task after 0..``steps`` inner steps.  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
-        p = {k: v.detach().unsqueeze(0).expand(n, *v.shape).requires_grad_() for k, v in self.policy.params().items()}
+        p = self._detached(self.per_task(n))
         curve = []
         for k in range(steps + 1):
             ep = self.sampler.sample(tasks, p, episodes)

@@ -74,6 +74,20 @@ def test_resume_equals_uninterrupted(tmp_path, cli_env):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_keeps_the_checkpoint_settings_unless_typed(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "iterations=3", "checkpoint.every=1", "hydra.run.dir=run"], tmp_path, cli_env)
+    (tmp_path / "run/checkpoints/iter_000003.pt").unlink()
+    proc = run(["dmrl-train", "resume=run/checkpoints/iter_000002.pt", "algo.inner_lr=0.5", "hydra.run.dir=r2"],
+               tmp_path, cli_env)
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "algo.inner_lr=0.5" in warnings[0]  # only what the user typed
+    assert [r["iteration"] for r in metrics(tmp_path / "run")] == [1, 2, 3]  # the stored iterations=3
+    assert (tmp_path / "run/checkpoints/iter_000003.pt").is_file()  # the stored checkpoint.every=1
+    proc = run(["dmrl-train", "resume=run/checkpoints/last.pt", "iterations=4", "hydra.run.dir=r3"], tmp_path, cli_env)
+    assert "warning" not in proc.stderr
+    assert [r["iteration"] for r in metrics(tmp_path / "run")] == [1, 2, 3, 4]
+
+
 def test_multirun_sweep(tmp_path, cli_env):
     run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, cli_env)
     r0, r1 = metrics(tmp_path / "sweep/0"), metrics(tmp_path / "sweep/1")
@@ -99,6 +113,7 @@ BAD_TRAIN = [
     (["algo=nope"], "algo=nope"),
     (["-m", "algo.inner_lr=0.1,-0.5"], "algo.inner_lr"),
     (["resume=/nonexistent/last.pt"], "/nonexistent/last.pt"),
+    (["tasks=cheetah_vel"], "point_nav needs tasks with key 'goal'"),
 ]
 
 
@@ -120,11 +135,15 @@ def _write_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     text = tmp / "text.pt"
     text.write_text("hello")
+    readme = tmp / "notes.md"
+    readme.write_text("# not a checkpoint\n" * 50)
     return {
         "missing": (tmp / "nope.pt", "does not exist"),
         "truncated": (truncated, "truncated"),
         "foreign": (foreign, "not a dmrl checkpoint"),
         "text": (text, "truncated or not a torch checkpoint"),
+        "markdown": (readme, "not a torch checkpoint"),
+        "directory": (tmp / "run", "is a directory"),
     }
 
 

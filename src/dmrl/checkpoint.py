@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a dmrl checkpoint; any problem is a one-line :class:`CheckpointError`."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; give a .pt file such as {path}/checkpoints/last.pt")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint (not a torch zip archive)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -66,7 +66,7 @@ def _allowed_keys(compose: Callable, config_name: str, overrides: list[str], key
     try:
         cfg = compose(config_name=config_name, overrides=overrides)
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        keys = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+        keys = sorted(str(k) for k in node.keys() if not str(k).startswith("_")) if isinstance(node, DictConfig) else []
     except Exception:
         keys = []
     where = f"under {parent}" if parent else "at the top level"

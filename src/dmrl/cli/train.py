@@ -11,33 +11,31 @@ from omegaconf import DictConfig, OmegaConf
 from dmrl.cli.app import run
 from dmrl.config import TRAIN_RULES
 
-# Keys a resumed run may change; everything else comes from the checkpoint so that the run
-# continues exactly as it started.
-RUNTIME_KEYS = ("iterations", "resume", "device", "checkpoint.every", "checkpoint.keep", "logger.tensorboard", "logger.progress")
+# What a resumed run may change, when typed on the command line; everything else comes from the
+# checkpoint so that the run continues exactly as it started.
+RUNTIME_KEYS = ("iterations", "device", "checkpoint", "logger")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _is_runtime(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RUNTIME_KEYS)
 
 
-def resume_config(cfg: DictConfig, saved_yaml: str) -> DictConfig:
-    """The checkpoint's config with this command line's runtime keys; warns about ignored keys."""
+def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str]) -> DictConfig:
+    """The checkpoint's config, with the runtime keys the user typed (``typed``: the overrides).
+
+    Other typed overrides cannot apply to a run that must continue exactly; each is reported.
+    """
     saved = OmegaConf.create(saved_yaml)
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    then = _flatten(OmegaConf.to_container(saved, resolve=True))
-    for key in sorted(set(now) | set(then)):
-        if key not in RUNTIME_KEYS and now.get(key) != then.get(key):
-            print(f"dmrl-train: warning: resume keeps the checkpoint's {key}={then.get(key)!r} "
-                  f"(the command line gave {now.get(key)!r})", file=sys.stderr)
-    for key in RUNTIME_KEYS:
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    for override in typed:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if _is_runtime(key):
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
+        elif OmegaConf.select(saved, key, default=None) != OmegaConf.select(cfg, key, default=None):
+            print(f"dmrl-train: warning: resume ignores {override}: a resumed run keeps its checkpoint's "
+                  f"{key} (only {', '.join(RUNTIME_KEYS)} may change)", file=sys.stderr)
+    OmegaConf.update(saved, "resume", cfg.resume, force_add=True)
     return saved
 
 
@@ -51,7 +49,7 @@ def train_job(cfg: DictConfig) -> float:
     if cfg.resume:
         ckpt = Path(cfg.resume).expanduser().resolve()
         state = load_checkpoint(ckpt)
-        cfg = resume_config(cfg, state["config"])
+        cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task))
         if ckpt.parent.name == CHECKPOINT_DIR:  # continue the original run dir
             run_dir = ckpt.parent.parent
     parts = build(cfg)

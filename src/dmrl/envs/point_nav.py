@@ -38,6 +38,9 @@ class PointNav(BatchedEnv):
         self.done: Tensor | None = None  # [N, B]
 
     def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+        if "goal" not in tasks:
+            raise ConfigError(f"point_nav needs tasks with key 'goal', got {sorted(tasks)}: use its task distribution "
+                              "(tasks=point_nav or tasks=point_nav_wide)")
         goal = torch.as_tensor(np.asarray(tasks["goal"]), dtype=torch.get_default_dtype(), device=self.device)
         n = goal.shape[0]
         self.goal = goal[:, None, :]

@@ -174,6 +174,8 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
             assert len(lines) == 1 and expect in lines[0], (name, proc.stderr)
             assert "Traceback" not in proc.stderr
     assert not marker.exists()
+    leftovers = [p for p in (tmp_path / "outputs").rglob("*") if p.is_dir() and p.parent.name != ".hydra"]
+    assert not [p for p in leftovers if (p / ".hydra").is_dir()]  # failed jobs leave no empty run dirs
 
 
 def test_eval_bad_options(tmp_path, cli_env):

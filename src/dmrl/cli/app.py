@@ -8,9 +8,12 @@ multi-line reports never reach a user for these mistakes.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import CONF_DIR, Rule, validate
@@ -125,6 +128,16 @@ def _culprit(compose: Callable, config_name: str, variant: list[str]) -> str | N
     return None
 
 
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove a Hydra run dir that holds nothing but Hydra's own files (a job that did no work)."""
+    if not run_dir.is_dir():
+        return
+    for p in run_dir.iterdir():
+        if p.name != ".hydra" and not (p.suffix == ".log" and p.stat().st_size == 0):
+            return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[DictConfig], object]) -> None:
     """Check the command line, then hand it to Hydra with ``body`` as the job."""
     import hydra
@@ -136,6 +149,7 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
         try:
             return body(cfg)
         except DmrlError as e:
+            discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
             fail(prog, str(e), e.exit_code)
         except KeyboardInterrupt:
             fail(prog, "interrupted; the last completed iteration's checkpoint is intact", 130)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmrl.cli.app import run
+from dmrl.cli.app import discard_if_empty, run
 from dmrl.config import TRAIN_RULES
 
 # What a resumed run may change, when typed on the command line; everything else comes from the
@@ -54,6 +54,8 @@ def train_job(cfg: DictConfig) -> float:
             run_dir = ckpt.parent.parent
     parts = build(cfg)
     start = restore(parts, state) if state is not None else (0, 0)
+    if run_dir != Path(HydraConfig.get().runtime.output_dir):  # resumed into the original run dir
+        discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
     if state is not None:
         print(f"resuming {cfg.resume} at iteration {start[0]} into {run_dir}", file=sys.stderr)
     record = train(

@@ -8,7 +8,6 @@ over time, which is inherent to sequential decision making.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params

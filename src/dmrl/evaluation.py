@@ -32,8 +32,7 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
     ``recorder`` (a :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the
     sampler's env during the rollouts and keeps episodes for videos; the numbers are unchanged.
     """
-    parts.algo.sampler.generator.manual_seed(seed)
-    parts.env.seed(seed + 1)
+    parts.algo.sampler.seed(seed)
     tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
     sampler = parts.algo.sampler
     env = sampler.env

@@ -15,6 +15,8 @@ from dmrl.errors import NonFiniteError
 from dmrl.loggers.run_logger import RunLogger
 
 CHECKPOINT_DIR = "checkpoints"
+STOPPED = ("the run stopped and its last good checkpoint is intact: lower algo.inner_lr or "
+           "meta_optimizer.max_kl and resume from it")
 
 
 def _check_finite(parts: Parts, record: dict, iteration: int) -> None:
@@ -23,23 +25,18 @@ def _check_finite(parts: Parts, record: dict, iteration: int) -> None:
         if not torch.isfinite(p).all():
             bad.append(f"policy.{name}")
     if bad:
-        raise NonFiniteError(
-            f"non-finite values at iteration {iteration} ({', '.join(bad[:4])}); the run stopped and its last good "
-            "checkpoint is intact: lower algo.inner_lr or meta_optimizer.max_kl and resume from it"
-        )
+        raise NonFiniteError(f"non-finite values at iteration {iteration} ({', '.join(bad[:4])}); {STOPPED}")
 
 
-def save(parts: Parts, path: Path, iteration: int, env_steps: int) -> None:
-    save_checkpoint(
-        path,
-        {
-            "config": OmegaConf.to_yaml(parts.config, resolve=True),
-            "iteration": iteration,
-            "env_steps": env_steps,
-            "algo": parts.algo.state_dict(),
-            "rng": global_rng_state(),
-        },
-    )
+def checkpoint_payload(parts: Parts, config_yaml: str, iteration: int, env_steps: int) -> dict:
+    """Everything a resumed run needs: config, algorithm state, counters and every RNG state."""
+    return {
+        "config": config_yaml,
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "algo": parts.algo.state_dict(),
+        "rng": global_rng_state(),
+    }
 
 
 def restore(parts: Parts, state: dict) -> tuple[int, int]:
@@ -64,6 +61,7 @@ def train(
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     iteration, env_steps = start
+    config_yaml = OmegaConf.to_yaml(parts.config, resolve=True)
     logger = RunLogger(
         run_dir,
         total_iterations=iterations,
@@ -71,7 +69,7 @@ def train(
         start_env_steps=env_steps,
         tensorboard=tensorboard,
         progress=progress,
-        config_text=OmegaConf.to_yaml(parts.config, resolve=True),
+        config_text=config_yaml,
     )
     record: dict[str, float] = {}
     try:
@@ -80,10 +78,7 @@ def train(
             try:
                 metrics = parts.algo.meta_step()
             except NonFiniteError as e:
-                raise NonFiniteError(
-                    f"{e} at iteration {iteration + 1}; the run stopped and its last good checkpoint is intact: "
-                    "lower algo.inner_lr or meta_optimizer.max_kl and resume from it"
-                ) from None
+                raise NonFiniteError(f"{e} at iteration {iteration + 1}; {STOPPED}") from None
             dt = time.perf_counter() - t0
             iteration += 1
             steps = int(metrics.pop("env_steps"))
@@ -92,9 +87,10 @@ def train(
                       "time/env_steps_per_s": steps / dt, **metrics}
             _check_finite(parts, record, iteration)
             logger.log(record)
-            save(parts, ckpt_dir / "last.pt", iteration, env_steps)
+            payload = checkpoint_payload(parts, config_yaml, iteration, env_steps)
+            save_checkpoint(ckpt_dir / "last.pt", payload)
             if iteration % checkpoint_every == 0:
-                save(parts, ckpt_dir / f"iter_{iteration:06d}.pt", iteration, env_steps)
+                save_checkpoint(ckpt_dir / f"iter_{iteration:06d}.pt", payload)
                 prune(ckpt_dir, checkpoint_keep)
     finally:
         logger.close()

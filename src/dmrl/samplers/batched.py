@@ -21,6 +21,10 @@ class BatchedSampler:
         self.policy = policy
         self.episodes_per_task = int(episodes_per_task)
         self.generator = torch.Generator(device=env.device)
+        self.seed(seed)
+
+    def seed(self, seed: int) -> None:
+        """Seed the action noise and the env's own randomness (initial states) from one number."""
         self.generator.manual_seed(int(seed))
         self.env.seed(int(seed) + 1)
 

@@ -25,8 +25,9 @@ class BatchedEnv(ABC):
     """
 
     obs_dim: int
-    act_dim: int
+    act_dim: int  # continuous: action dimensions; discrete: 1
     horizon: int
+    num_actions: int | None = None  # discrete envs: actions are integers in [0, num_actions), shape [N, B]
 
     def __init__(self, horizon: int, device: str | torch.device = "cpu") -> None:
         if int(horizon) < 1:
@@ -52,4 +53,5 @@ class BatchedEnv(ABC):
 
     def check_actions(self, actions: Tensor, expected: tuple[int, ...]) -> None:
         if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape {expected} (tasks, episodes, act_dim), got {tuple(actions.shape)}")
+            axes = "(tasks, episodes)" if self.num_actions else "(tasks, episodes, act_dim)"
+            raise ValueError(f"actions must have shape {expected} {axes}, got {tuple(actions.shape)}")

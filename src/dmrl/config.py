@@ -89,6 +89,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "meta_optimizer.ls_backtrack_ratio": float_in(0.0, 1.0, lo_open=True, hi_open=True),
     "algo.trials_per_task": int_at_least(1),
     "algo.episodes_per_trial": int_at_least(1),
+    "algo.reward_scale": POSITIVE,
     "algo.tbptt": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "policy.hidden_size": int_at_least(1),
     "meta_optimizer.lr": POSITIVE,

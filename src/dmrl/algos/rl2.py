@@ -39,6 +39,7 @@ class RL2:
         gamma: float = 0.99,
         gae_lambda: float = 0.3,
         normalize_advantages: bool = True,
+        reward_scale: float = 1.0,
         tbptt: int | None = None,
     ) -> None:
         if not isinstance(meta_optimizer, PPO):
@@ -49,6 +50,7 @@ class RL2:
             ("episodes_per_trial", episodes_per_trial >= 1, "an integer >= 1", episodes_per_trial),
             ("gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma),
             ("gae_lambda", 0 <= gae_lambda <= 1, "a number in [0, 1]", gae_lambda),
+            ("reward_scale", reward_scale > 0, "a number > 0", reward_scale),
             ("tbptt", tbptt is None or tbptt >= 1, "null or an integer >= 1", tbptt),
         ]:
             if not ok:
@@ -59,6 +61,7 @@ class RL2:
         self.episodes_per_trial = int(episodes_per_trial)
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.normalize_advantages = bool(normalize_advantages)
+        self.reward_scale = float(reward_scale)
         self.tbptt = None if tbptt is None else int(tbptt)
         self.minibatch_generator = torch.Generator(device=sampler.generator.device)
         self.minibatch_generator.manual_seed(int(sampler.generator.initial_seed()) + 7)
@@ -69,8 +72,10 @@ class RL2:
 
         The trial, not the episode, is the unit of the return: the value after an episode's last
         step is the value of the next episode's first state, and only the trial's end is terminal.
+        The value head learns returns of rewards times ``reward_scale``, which keeps the value loss
+        from drowning the policy's gradient in the shared GRU when trial returns are large.
         """
-        rewards, values, mask = batch.flat("rewards"), batch.flat("values"), batch.flat("mask")
+        rewards, values, mask = batch.flat("rewards") * self.reward_scale, batch.flat("values"), batch.flat("mask")
         adv = gae(rewards, values, mask, self.gamma, self.gae_lambda)
         returns = (adv + values) * mask
         if self.normalize_advantages:

@@ -15,7 +15,7 @@ HalfCheetah model, per core and times the cores), gymnasium's ``HalfCheetah-v5``
 and dmrl's sampler alone.
 
 ``rl2_bandit``: RL²-PPO training as in ``experiment=rl2_bandit`` (5-armed bandits, trials of 10
-pulls, GRU 64, 2,000 tasks x 5 trials = 100,000 env steps per iteration); target at least 200,000
+pulls, GRU 64, 1,000 tasks x 2 trials = 20,000 env steps per iteration); target at least 200,000
 env steps/s on 2 cores, sampling and PPO updates included.
 """
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", action="store_true", help="print one JSON object per case")
-    p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. algo.first_order=true (not the reference)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
     for case in args.case or sorted(CASES):
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides)

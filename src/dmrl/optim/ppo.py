@@ -44,7 +44,8 @@ class PPO:
     ) -> None:
         checks = [("lr", lr > 0, "a number > 0"), ("epochs", epochs >= 1, "an integer >= 1"),
                   ("minibatches", minibatches >= 1, "an integer >= 1"), ("clip", 0 < clip < 1, "a number in (0, 1)"),
-                  ("value_coef", value_coef >= 0, "a number >= 0"), ("entropy_coef", entropy_coef >= 0, "a number >= 0"),
+                  ("value_coef", value_coef >= 0, "a number >= 0"),
+                  ("entropy_coef", entropy_coef >= 0, "a number >= 0"),
                   ("max_grad_norm", max_grad_norm > 0, "a number > 0"),
                   ("anneal_iterations", anneal_iterations >= 1, "an integer >= 1")]
         for key, ok, allowed in checks:

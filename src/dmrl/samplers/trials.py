@@ -17,6 +17,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.policies.recurrent import RecurrentPolicy
+from dmrl.samplers.batched import SeededSampler
 from dmrl.tasks.distributions import Tasks
 
 
@@ -40,19 +41,13 @@ class Trials:
         return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
 
 
-class TrialSampler:
+class TrialSampler(SeededSampler):
     def __init__(self, env: BatchedEnv, policy: RecurrentPolicy, trials_per_task: int, episodes_per_trial: int,
                  seed: int) -> None:
-        self.env, self.policy = env, policy
+        self.policy = policy
         self.trials_per_task = int(trials_per_task)
         self.episodes_per_trial = int(episodes_per_trial)
-        self.generator = torch.Generator(device=env.device)
-        self.seed(seed)
-
-    def seed(self, seed: int) -> None:
-        """Seed the action noise and the env's own randomness from one number."""
-        self.generator.manual_seed(int(seed))
-        self.env.seed(int(seed) + 1)
+        super().__init__(env, seed)
 
     @torch.no_grad()
     def sample(self, tasks: Tasks, trials: int | None = None) -> Trials:
@@ -108,13 +103,6 @@ class TrialSampler:
                     break
         batch = Trials(inputs, actions, log_probs, values, rewards, mask, episode_returns)
         return _compact(batch) if early_end else batch
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "env": self.env.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.env.load_state_dict(state["env"])
 
 
 def _compact(batch: Trials) -> Trials:

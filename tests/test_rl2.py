@@ -168,3 +168,19 @@ def test_mismatched_parts_name_the_fix(bad, key):
         cfg = compose(config_name="train", overrides=["device=cpu", *bad])
     with pytest.raises(ConfigError, match=key):
         build(cfg)
+
+
+def test_truncated_bptt_keeps_outputs_and_cuts_gradients():
+    from dmrl.policies.recurrent import RecurrentPolicy
+
+    torch.manual_seed(0)
+    policy = RecurrentPolicy(obs_dim=2, act_dim=1, num_actions=3, hidden_size=8)
+    x = torch.randn(6, 4, policy.input_dim, requires_grad=True)
+    full_head, full_v = policy(x)
+    cut_head, cut_v = policy(x, tbptt=2)
+    torch.testing.assert_close(cut_head, full_head)
+    torch.testing.assert_close(cut_v, full_v)
+    # The last step's value depends on the first input through the hidden state, unless truncated.
+    (g_full,) = torch.autograd.grad(full_v[-1].sum(), x)
+    (g_cut,) = torch.autograd.grad(cut_v[-1].sum(), x)
+    assert g_full[0].abs().sum() > 0 and torch.all(g_cut[:4] == 0) and g_cut[4:].abs().sum() > 0

@@ -20,6 +20,7 @@ from torch import Tensor
 from dmrl.algos.maml_curvature import maml_kl_hvp
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError
+from dmrl.optim.ppo import PPO
 from dmrl.optim.trpo import TRPO, VectorProduct
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
@@ -52,8 +53,8 @@ class MAML:
         gae_lambda: float = 1.0,
         normalize_advantages: bool = True,
     ) -> None:
-        if not isinstance(meta_optimizer, TRPO):
-            raise ConfigError("algo=maml needs meta_optimizer=trpo")
+        if isinstance(meta_optimizer, PPO):
+            raise ConfigError("algo=maml needs meta_optimizer=trpo (PPO's minibatch update has no MAML objective yet)")
         _check("meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
         _check("fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
         _check("inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)

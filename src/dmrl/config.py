@@ -89,6 +89,8 @@ TRAIN_RULES: dict[str, Rule] = {
     "meta_optimizer.ls_backtrack_ratio": float_in(0.0, 1.0, lo_open=True, hi_open=True),
     "logger.tensorboard": BOOL,
     "logger.progress": BOOL,
+    "final_eval.num_tasks": int_at_least(0),
+    "final_eval.seed": int_at_least(0),
 }
 
 EVAL_RULES: dict[str, Rule] = {

@@ -50,7 +50,7 @@ def _variants(overrides: list[str]) -> list[list[str]]:
     choices: list[list[str]] = []
     for o in parsed:
         key = o.get_key_element()
-        if key.lstrip("+~").startswith("hydra"):
+        if key.lstrip("+~").startswith("hydra."):  # Hydra's own keys (hydra/launcher=... is composed)
             continue
         if o.is_sweep_override():
             choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
@@ -81,6 +81,10 @@ def explain(exc: Exception, override: str, compose: Callable, config_name: str, 
     from hydra.errors import MissingConfigException
 
     key = override.split("=", 1)[0].lstrip("+~")
+    missing = str(getattr(exc, "missing_cfg_file", "") or "")
+    if isinstance(exc, MissingConfigException) and missing.startswith(("hydra/launcher/", "hydra/sweeper/")) \
+            and not key.startswith("hydra/"):
+        return f"{override} needs the Hydra plugin for {missing}, which is not installed: pip install -e '.[sweep]'"
     if isinstance(exc, MissingConfigException):
         options = getattr(exc, "options", None) or []
         group = key.replace(".", "/")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import CONF_DIR, Rule, validate
@@ -154,6 +155,10 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
             return body(cfg)
         except DmrlError as e:
             discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
+            if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other jobs go on (cli/sweep.py)
+                from dmrl.cli.sweep import record_failure
+
+                return record_failure(prog, str(e))
             fail(prog, str(e), e.exit_code)
         except KeyboardInterrupt:
             fail(prog, "interrupted; the last completed iteration's checkpoint is intact", 130)

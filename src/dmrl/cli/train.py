@@ -106,7 +106,8 @@ def train_job(cfg: DictConfig) -> float:
         cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task))
         if ckpt.parent.name == CHECKPOINT_DIR:  # continue the original run dir
             run_dir = ckpt.parent.parent
-    elif HydraConfig.get().mode == RunMode.MULTIRUN:  # a re-launched sweep: skip or resume this job
+    sweep_job = not cfg.resume and HydraConfig.get().mode == RunMode.MULTIRUN
+    if sweep_job:  # a re-launched sweep: skip or resume this job
         finished, state = previous_run(cfg, run_dir)
         if finished is not None:
             print(f"already finished: {run_dir} (iteration {finished.get('iteration')}); not run again")
@@ -130,6 +131,10 @@ def train_job(cfg: DictConfig) -> float:
             progress=bool(cfg.logger.progress),
             start=start,
         )
+        if not record and sweep_job and start[0] > 0:  # killed after its last iteration: evaluate and summarize
+            from dmrl.loggers.run_logger import METRICS_FILE, read_metrics
+
+            record = read_metrics(run_dir / METRICS_FILE)[-1]
         heldout = _final_eval(parts, cfg) if record else None
     except Exception as e:  # listed as failed by dmrl-report; Ctrl-C and kills leave the run unfinished instead
         from dmrl.summary import FAILED, write_summary

@@ -1,0 +1,182 @@
+"""Sweeps as a user runs them: launcher presets, a killed and re-launched sweep, Optuna, failed jobs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import SMOKE, metrics, run, without_time
+
+HAS_JOBLIB = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+HAS_RAY = importlib.util.find_spec("ray") is not None and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
+HAS_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+needs_joblib = pytest.mark.skipif(not HAS_JOBLIB, reason="hydra-joblib-launcher not installed (pip install -e .[sweep])")
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@needs_joblib
+def test_local_launcher_sweep_with_a_failed_job_then_report(tmp_path, cli_env):
+    proc = run(["dmrl-train", "-m", *SMOKE, "iterations=1", "algo.inner_lr=1e30,0.1", "seed=0,1", "launcher=local",
+                "hydra.sweep.dir=sweep"], tmp_path, cli_env, ok=False)
+    assert "Joblib.Parallel" in proc.stdout + proc.stderr
+    # jobs 0 and 1 (inner lr 1e30) diverge; the sweep runs the other two and then exits 3 naming the failures
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 3 and "2 job(s) of the sweep failed" in errors[-1], proc.stderr
+    assert all("surrogate loss is nan" in e for e in errors[:2])
+    for job in (0, 1):
+        assert summary(tmp_path / f"sweep/{job}")["status"] == "failed"
+    s2, s3 = summary(tmp_path / "sweep/2"), summary(tmp_path / "sweep/3")
+    assert s2["status"] == s3["status"] == "finished" and s2["objective"] != s3["objective"]
+    # the objective is the held-out return after the inner step
+    assert s2["objective_name"] == "heldout/return_post_adapt" and s2["objective"] == s2["heldout"]["return_mean"][-1]
+    assert s2["heldout"]["num_tasks"] == 40 and s2["iteration"] == 1 and s2["env_steps"] > 0
+    assert "seed=0" in s2["overrides"] and "algo.inner_lr=0.1" in s2["overrides"]
+
+    proc = run(["dmrl-report", "sweep"], tmp_path, cli_env)
+    rows = list(csv.DictReader(open(tmp_path / "sweep/report/results.csv")))
+    assert len(rows) == 1  # the diverged config has no finished run to average
+    row = rows[0]
+    objs = sorted([s2["objective"], s3["objective"]])
+    assert row["config"] == "algo.inner_lr=0.1 experiment=smoke iterations=1" and row["seeds"] == "2"
+    assert float(row["objective_mean"]) == pytest.approx(sum(objs) / 2, rel=1e-5)
+    assert [float(row["objective_ci95_low"]), float(row["objective_ci95_high"])] == pytest.approx(objs, rel=1e-5)
+    assert "4 runs (2 finished, 2 failed, 0 unfinished)" in proc.stdout
+    assert len([line for line in proc.stdout.splitlines() if "| failed |" in line]) == 2
+
+
+def _state(sweep: Path) -> dict[str, tuple[str, int]]:
+    """Each job's status in a sweep dir: finished, or unfinished at its checkpoint's iteration."""
+    import torch
+
+    out = {}
+    for d in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
+        if (d / "summary.json").is_file():
+            out[d.name] = ("finished", summary(d)["iteration"])
+        elif (d / "checkpoints/last.pt").is_file():
+            out[d.name] = ("unfinished", int(torch.load(d / "checkpoints/last.pt", weights_only=True)["iteration"]))
+    return out
+
+
+def test_killed_sweep_relaunch_skips_finished_and_resumes_unfinished(tmp_path, cli_env):
+    """SIGKILL a running 2 x 2 sweep once a job is done and another is part-way; re-launch the same command."""
+    launcher = ["launcher=local"] if HAS_JOBLIB else []
+    cmd = ["dmrl-train", "-m", *SMOKE, "iterations=5", "algo.inner_lr=0.05,0.1", "seed=0,1", *launcher,
+           "hydra.sweep.dir=sweep"]
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            state = _state(sweep) if sweep.is_dir() else {}
+            kinds = {s for s, it in state.values() if s == "finished" or it >= 1}
+            if kinds == {"finished", "unfinished"}:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    state = _state(sweep)
+    finished = [j for j, (s, _) in state.items() if s == "finished"]
+    unfinished = {j: it for j, (s, it) in state.items() if s == "unfinished"}
+    assert finished and unfinished, f"the kill did not land mid-sweep: {state}"
+    before = {j: ((sweep / j / "summary.json").stat().st_mtime_ns, (sweep / j / "metrics.jsonl").read_text())
+              for j in finished}
+
+    proc = run(cmd, tmp_path, cli_env)
+    for j in finished:  # not run again: files untouched
+        assert f"already finished: {sweep / j} " in proc.stdout
+        assert ((sweep / j / "summary.json").stat().st_mtime_ns, (sweep / j / "metrics.jsonl").read_text()) == before[j]
+    for j, it in unfinished.items():  # resumed from the checkpoint it had when killed
+        assert f"resuming {sweep / j / 'checkpoints/last.pt'} at iteration {it} into {sweep / j}" in proc.stderr
+    assert all(summary(sweep / j)["status"] == "finished" for j in map(str, range(4)))
+
+    # a resumed job's metrics equal an uninterrupted run of the same job
+    j = next(iter(unfinished))
+    overrides = [o for o in summary(sweep / j)["overrides"] if not o.startswith("launcher=")]
+    run(["dmrl-train", *overrides, "hydra.run.dir=ref"], tmp_path, cli_env)
+    assert [r["iteration"] for r in metrics(sweep / j)] == [1, 2, 3, 4, 5]
+    assert without_time(metrics(sweep / j)) == without_time(metrics(tmp_path / "ref"))
+    assert summary(sweep / j)["objective"] == summary(tmp_path / "ref")["objective"]
+
+
+def test_relaunch_into_a_sweep_dir_of_another_grid_is_refused(tmp_path, cli_env):
+    run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=0", "hydra.sweep.dir=sweep"], tmp_path, cli_env)
+    proc = run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=5", "hydra.sweep.dir=sweep"], tmp_path, cli_env,
+               ok=False)
+    assert proc.returncode == 3
+    assert "already holds a run of another config (seed: 0 there, 5 now)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert summary(tmp_path / "sweep/0")["overrides"][-1] == "seed=0"  # the old run is left as it was
+
+
+@pytest.mark.skipif(not HAS_OPTUNA, reason="hydra-optuna-sweeper not installed (pip install -e .[sweep])")
+def test_optuna_search_maximizes_the_jobs_objective(tmp_path, cli_env):
+    run(["dmrl-train", "hparams_search=maml_optuna", *SMOKE, "iterations=1", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.n_jobs=1", "hydra.sweep.dir=search"], tmp_path, cli_env)
+    import yaml
+
+    result = yaml.safe_load((tmp_path / "search/optimization_results.yaml").read_text())
+    objectives = {j: summary(tmp_path / f"search/{j}")["objective"] for j in range(3)}
+    best = max(objectives, key=objectives.get)
+    assert result["best_value"] == pytest.approx(objectives[best])
+    trial = summary(tmp_path / f"search/{best}")["overrides"]
+    assert f"algo.inner_lr={result['best_params']['algo.inner_lr']}" in trial
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="ray or hydra-ray-launcher not installed (pip install -e .[sweep])")
+def test_ray_launcher_on_a_local_ray_instance(tmp_path, cli_env):
+    env = {**cli_env, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=0,1", "launcher=ray", "hydra.sweep.dir=sweep"],
+               tmp_path, env)
+    assert "Ray Launcher is launching 2 jobs" in proc.stdout + proc.stderr
+    s0, s1 = summary(tmp_path / "sweep/0"), summary(tmp_path / "sweep/1")
+    assert s0["status"] == s1["status"] == "finished" and s0["objective"] != s1["objective"]
+
+
+LAUNCH_BAD = [
+    (["launcher=nope"], "launcher=nope: no such option; allowed: local, ray, slurm"),
+    (["hparams_search=nope"], "hparams_search=nope: no such option; allowed: maml_optuna"),
+    (["hydra/launcher=nope"], "hydra/launcher=nope: no such option"),
+    (["final_eval.num_tasks=-1"], "final_eval.num_tasks"),
+]
+
+
+@pytest.mark.parametrize("args,expect", LAUNCH_BAD, ids=[" ".join(a) for a, _ in LAUNCH_BAD])
+def test_bad_sweep_options_are_one_line(tmp_path, cli_env, args, expect):
+    proc = run(["dmrl-train", "-m", *SMOKE, *args], tmp_path, cli_env, ok=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and expect in lines[0], proc.stderr
+
+
+def test_launcher_presets_compose():
+    """The presets set Hydra's launcher as documented (composition needs the plugins' configs)."""
+    from hydra import compose, initialize_config_dir
+
+    from dmrl.config import CONF_DIR
+
+    expected = {"local": ("hydra_joblib_launcher", HAS_JOBLIB), "ray": ("hydra_ray_launcher", HAS_RAY),
+                "slurm": ("hydra_submitit_launcher", importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher"))}
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        for name, (module, installed) in expected.items():
+            if not installed:
+                continue
+            cfg = compose(config_name="train", overrides=[f"launcher={name}"], return_hydra_config=True)
+            assert module in cfg.hydra.launcher._target_
+            if name == "slurm":
+                assert cfg.hydra.launcher.max_num_timeout > 0  # time-outs are requeued, and the job resumes
+                assert {"partition", "timeout_min", "cpus_per_task", "gpus_per_node"} <= set(cfg.hydra.launcher)
+            if name == "ray":
+                assert cfg.hydra.launcher.ray.init.address is None

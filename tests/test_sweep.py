@@ -184,3 +184,24 @@ def test_launcher_presets_compose():
                 assert {"partition", "timeout_min", "cpus_per_task", "gpus_per_node"} <= set(cfg.hydra.launcher)
             if name == "ray":
                 assert cfg.hydra.launcher.ray.init.address is None
+        if HAS_OPTUNA:
+            cfg = compose(config_name="train", overrides=["hparams_search=maml_optuna"], return_hydra_config=True)
+            assert "optuna" in cfg.hydra.sweeper._target_ and cfg.hydra.sweeper.direction == "maximize"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="hydra-submitit-launcher not installed (pip install -e .[sweep])")
+def test_submitit_requeue_on_timeout_resumes_the_job(tmp_path, cli_env):
+    """submitit's local executor signals a time-out (30 s before timeout_min=1) exactly as on Slurm;
+    the requeued job resumes from its checkpoint and ends equal to an uninterrupted run."""
+    base = [*SMOKE, "iterations=150", "algo.meta_batch_size=8"]
+    proc = run(["dmrl-train", "-m", *base, "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
+                "hydra.sweep.dir=sweep"], tmp_path, cli_env)
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep/.submitit").rglob("*_log.*"))
+    assert "resuming" in logs and "at iteration" in logs, logs[-3000:]
+    assert [r["iteration"] for r in metrics(tmp_path / "sweep/0")] == list(range(1, 151))
+    run(["dmrl-train", *base, "seed=0", "hydra.run.dir=ref"], tmp_path, cli_env)
+    assert without_time(metrics(tmp_path / "sweep/0")) == without_time(metrics(tmp_path / "ref"))
+    assert summary(tmp_path / "sweep/0")["status"] == "finished"
+    assert proc.returncode == 0

@@ -110,11 +110,16 @@ def bootstrap_ci(values: np.ndarray, resamples: int = RESAMPLES, seed: int = BOO
     return lo, hi
 
 
+def heldout_curve(run: Run) -> list[float] | None:
+    """Held-out return after 0..K inner steps (MAML), or of each episode of a trial (RL²)."""
+    heldout = (run.summary or {}).get("heldout") or {}
+    return heldout.get("return_mean") or heldout.get("episode_return_mean")
+
+
 # (column, label, digits, how to read it from a finished run)
 METRICS = (
     ("objective", "objective", 3, lambda r: r.summary.get("objective")),
-    ("heldout_pre_adapt", "held-out return, 0 steps", 3,
-     lambda r: (r.summary.get("heldout") or {}).get("return_mean", [None])[0]),
+    ("heldout_pre_adapt", "held-out return before adapting", 3, lambda r: (heldout_curve(r) or [None])[0]),
     ("train_post_adapt", "last meta-batch return, post-adapt", 3,
      lambda r: (r.summary.get("final") or {}).get("meta_train/return_post_adapt")),
     ("env_steps", "env steps", 0, lambda r: r.summary.get("env_steps")),
@@ -245,7 +250,7 @@ def plot_learning_curves(groups: list[Group], path: Path) -> None:
 
 def adaptation_curves(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Held-out return after 0..K inner steps: mean and interval over the group's seeds."""
-    rows = [r.summary["heldout"]["return_mean"] for r in group.runs if (r.summary or {}).get("heldout")]
+    rows = [c for c in map(heldout_curve, group.runs) if c]
     if not rows:
         return None
     k = min(len(x) for x in rows)
@@ -272,7 +277,7 @@ def plot_adaptation(groups: list[Group], path: Path) -> bool:
             ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
         drawn = True
     if drawn:
-        ax.set_xlabel("inner gradient steps on held-out tasks")
+        ax.set_xlabel("inner gradient steps (MAML) or episode of the trial - 1 (RL²), held-out tasks")
         ax.set_ylabel("mean episode return (95% bootstrap over seeds)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)

@@ -148,8 +148,7 @@ def train_job(cfg: DictConfig) -> float:
         print(f"done: iteration {record['iteration']}, env_steps {record['env_steps']}, return pre-adapt "
               f"{record['meta_train/return_pre_adapt']:.3f}, post-adapt {record['meta_train/return_post_adapt']:.3f}")
         if heldout is not None:
-            print(f"held-out ({heldout['num_tasks']} tasks): return before adaptation {heldout['return_mean'][0]:.3f}, "
-                  f"after {heldout['adapt_steps'][-1]} step(s) {objective:.3f}")
+            print(f"held-out ({heldout['num_tasks']} tasks): {objective_of(heldout, record)[0]} {objective:.3f}")
         print(f"run dir: {run_dir}\ncheckpoint: {run_dir / CHECKPOINT_DIR / 'last.pt'}")
         return objective
     print(f"nothing to do: the checkpoint is already at iteration {start[0]} >= iterations={cfg.iterations}")
@@ -164,10 +163,18 @@ def _final_eval(parts, cfg: DictConfig) -> dict | None:
     num_tasks = int(cfg.final_eval.num_tasks)
     if num_tasks == 0:
         return None
-    result = evaluate(parts, num_tasks=num_tasks, adapt_steps=int(cfg.algo.inner_steps), seed=int(cfg.final_eval.seed),
-                      episodes=None)
-    result.pop("per_task_returns")
-    return {"seed": int(cfg.final_eval.seed), **result}
+    steps = int(OmegaConf.select(cfg, "algo.inner_steps", default=1))  # gradient-based learners adapt this many steps
+    result = evaluate(parts, num_tasks=num_tasks, adapt_steps=steps, seed=int(cfg.final_eval.seed), episodes=None)
+    return {"seed": int(cfg.final_eval.seed), **{k: v for k, v in result.items() if not k.startswith("per_task")}}
+
+
+def objective_of(heldout: dict | None, record: dict) -> tuple[str, float]:
+    """The job's objective: the held-out return after adapting (the trial's return for RL²)."""
+    if heldout is None:
+        return "meta_train/return_post_adapt", float(record["meta_train/return_post_adapt"])
+    if "trial_return_mean" in heldout:
+        return "heldout/trial_return", float(heldout["trial_return_mean"])
+    return "heldout/return_post_adapt", float(heldout["return_mean"][-1])
 
 
 def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, wall_s: float) -> float:
@@ -175,10 +182,7 @@ def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, w
     from dmrl.loggers.run_logger import METRICS_FILE, read_metrics
     from dmrl.summary import FINISHED, write_summary
 
-    if heldout is not None:
-        name, objective = "heldout/return_post_adapt", float(heldout["return_mean"][-1])
-    else:
-        name, objective = "meta_train/return_post_adapt", float(record["meta_train/return_post_adapt"])
+    name, objective = objective_of(heldout, record)
     records = read_metrics(run_dir / METRICS_FILE)
     write_summary(run_dir, {
         "status": FINISHED,

@@ -184,3 +184,21 @@ def test_eval_bad_options(tmp_path, cli_env):
         proc = run(["dmrl-eval", *args], tmp_path, cli_env, ok=False)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode != 0 and len(lines) == 1 and key in lines[0], proc.stderr
+
+
+def test_rl2_train_then_eval_reports_trials_and_baselines(tmp_path, cli_env):
+    run(["dmrl-train", "env=bandit", "algo=rl2", "iterations=2", "algo.meta_batch_size=8", "algo.trials_per_task=2",
+         "algo.episodes_per_trial=4", "policy.hidden_size=8", "logger=jsonl", "hydra.run.dir=run"], tmp_path, cli_env)
+    recs = metrics(tmp_path / "run")
+    assert [r["iteration"] for r in recs] == [1, 2] and recs[-1]["env_steps"] == 2 * 8 * 2 * 4
+    for key in ("meta_train/trial_return", "meta_train/return_episode3", "meta_optim/approx_kl"):
+        assert key in recs[-1]
+    proc = run(["dmrl-eval", "checkpoint=run/checkpoints/last.pt", "num_tasks=50", "video=true", "hydra.run.dir=ev"],
+               tmp_path, cli_env)
+    report = json.loads((tmp_path / "ev/eval.json").read_text())
+    assert report["num_tasks"] == 50 and len(report["episode_return_mean"]) == 4
+    assert report["trial_return_mean"] == pytest.approx(sum(report["episode_return_mean"]), rel=1e-6)
+    assert report["trial_return_ci95"] > 0
+    assert set(report["baselines"]) == {"random", "greedy", "epsilon_greedy", "ucb1", "thompson", "bayes_optimal"}
+    assert all(set(b) >= {"trial_return_mean", "trial_return_ci95"} for b in report["baselines"].values())
+    assert "bayes_optimal" in proc.stdout and "films MAML checkpoints only" in proc.stdout

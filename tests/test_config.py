@@ -12,6 +12,9 @@ GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 # launcher and hparams_search configure Hydra's plugins, not objects: test_sweep.py composes them
 OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search")
            for f in sorted((CONF_DIR / g).glob("*.yaml"))]
+# Options that only fit RL² (discrete actions, the recurrent policy, PPO) are built with it.
+NEEDS_RL2 = {("env", "bandit"), ("env", "tabular_mdp"), ("tasks", "bandit"), ("tasks", "tabular_mdp"),
+             ("policy", "gru"), ("meta_optimizer", "ppo")}
 
 
 def compose_train(overrides: list[str]):
@@ -28,6 +31,8 @@ def test_every_option_composes_and_builds(group, option):
     overrides = [f"{group}={option}", "device=cpu"]
     if group == "tasks":  # a task distribution needs its family's env
         overrides.insert(0, f"env={option.removesuffix('_wide')}")
+    if (group, option) in NEEDS_RL2:
+        overrides.insert(0, "algo=rl2")
     cfg = compose_train(overrides)
     validate(cfg, TRAIN_RULES)
     parts = build(cfg)

@@ -1,4 +1,4 @@
-"""Every task family runs through the spine: a 2-iteration MAML-TRPO run with a tiny batch."""
+"""Every task family runs through the spine: 2-iteration MAML-TRPO and RL²-PPO runs with tiny batches."""
 
 from __future__ import annotations
 
@@ -13,19 +13,25 @@ from dmrl.config import CONF_DIR
 from dmrl.loop import train
 
 FAMILIES = ["point_nav", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal", "hopper_params", "walker_params"]
+DISCRETE = ["bandit", "tabular_mdp"]
 
 
-def tiny(env: str, device: str = "cpu"):
+def tiny(env: str, device: str = "cpu", algo: str = "maml"):
+    if algo == "maml":
+        sizes = ["algo.fast_batch_size=2", "policy.hidden_sizes=[16]"]
+    else:
+        sizes = ["algo.trials_per_task=2", "algo.episodes_per_trial=2", "policy.hidden_size=16"]
+    horizon = [] if env == "bandit" else ["env.horizon=10"]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[
-            f"env={env}", f"device={device}", "iterations=2", "algo.meta_batch_size=2", "algo.fast_batch_size=2",
-            "env.horizon=10", "policy.hidden_sizes=[16]"])
+            f"env={env}", f"algo={algo}", f"device={device}", "iterations=2", "algo.meta_batch_size=2", *sizes,
+            *horizon])
     return build(cfg)
 
 
-@pytest.mark.parametrize("env", FAMILIES)
-def test_two_iterations_per_family(env, tmp_path):
-    parts = tiny(env)
+@pytest.mark.parametrize("env, algo", [(e, "maml") for e in FAMILIES] + [(e, "rl2") for e in FAMILIES + DISCRETE])
+def test_two_iterations_per_family(env, algo, tmp_path):
+    parts = tiny(env, algo=algo)
     record = train(parts, iterations=2, run_dir=tmp_path, checkpoint_every=1, checkpoint_keep=1,
                    tensorboard=False, progress=False)
     assert record["iteration"] == 2 and record["env_steps"] > 0
@@ -34,9 +40,10 @@ def test_two_iterations_per_family(env, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("env", ["point_nav", "cheetah_vel"])
-def test_cuda_learning_with_cpu_physics(env, tmp_path):
-    parts = tiny(env, device="cuda")
+@pytest.mark.parametrize("env, algo", [("point_nav", "maml"), ("cheetah_vel", "maml"), ("bandit", "rl2"),
+                                       ("cheetah_vel", "rl2")])
+def test_cuda_learning_with_cpu_physics(env, algo, tmp_path):
+    parts = tiny(env, device="cuda", algo=algo)
     assert next(parts.policy.parameters()).is_cuda
     record = train(parts, iterations=2, run_dir=tmp_path, checkpoint_every=1, checkpoint_keep=1,
                    tensorboard=False, progress=False)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import TRAIN_RULES, validate
 from dmrl.errors import ConfigError, DmrlError
+from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.samplers.batched import BatchedSampler
+from dmrl.samplers.trials import TrialSampler
 from dmrl.tasks.distributions import task_rng
 
 
@@ -56,20 +58,35 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     try:
         env = instantiate(cfg.env, device=str(dev))
         tasks = instantiate(cfg.tasks)
-        policy = instantiate(cfg.policy, obs_dim=env.obs_dim, act_dim=env.act_dim, hidden_sizes=list(cfg.policy.hidden_sizes))
-        policy = policy.to(dev)
-        baseline = instantiate(cfg.algo.baseline)
-        sampler = BatchedSampler(env, policy, cfg.algo.fast_batch_size, seed=_derived_seed(seed, 0))
+        algo_cls, policy_cls = get_class(cfg.algo._target_), get_class(cfg.policy._target_)
+        recurrent = issubclass(policy_cls, RecurrentPolicy)
+        if recurrent != (algo_cls.__name__ == "RL2"):
+            raise ConfigError(f"policy: {policy_cls.__name__} does not fit {algo_cls.__name__}; algo=rl2 needs "
+                              "policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        sampler_seed = _derived_seed(seed, 0)
+        if recurrent:
+            policy = instantiate(cfg.policy, obs_dim=env.obs_dim, act_dim=env.act_dim, num_actions=env.num_actions)
+            sampler = TrialSampler(env, policy.to(dev), cfg.algo.trials_per_task, cfg.algo.episodes_per_trial,
+                                   seed=sampler_seed)
+            parts = {}
+        else:
+            if env.num_actions is not None:
+                raise ConfigError(f"algo: {algo_cls.__name__} needs continuous actions, but {type(env).__name__} "
+                                  "has discrete ones: use algo=rl2")
+            policy = instantiate(cfg.policy, obs_dim=env.obs_dim, act_dim=env.act_dim,
+                                 hidden_sizes=list(cfg.policy.hidden_sizes))
+            sampler = BatchedSampler(env, policy.to(dev), cfg.algo.fast_batch_size, seed=sampler_seed)
+            parts = {"baseline": instantiate(cfg.algo.baseline)}
         meta_optimizer = instantiate(cfg.meta_optimizer)
         algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k != "baseline"])
         algo = instantiate(
             algo_cfg,
             policy=policy,
-            baseline=baseline,
             sampler=sampler,
             meta_optimizer=meta_optimizer,
             tasks=tasks,
             task_rng=task_rng(seed, "train"),
+            **parts,
         )
     except InstantiationException as e:  # Hydra wraps what a constructor raised
         if isinstance(e.__cause__, DmrlError):

@@ -29,9 +29,14 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
              recorder=None) -> dict:
     """The adaptation curve on ``num_tasks`` held-out tasks.
 
+    Gradient-based learners (MAML) report the return after 0..``adapt_steps`` inner steps;
+    context-based ones (RL²) the return of each episode of a trial (:func:`evaluate_trials`).
+
     ``recorder`` (a :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the
     sampler's env during the rollouts and keeps episodes for videos; the numbers are unchanged.
     """
+    if hasattr(parts.algo, "trial_curve"):
+        return evaluate_trials(parts, num_tasks=num_tasks, seed=seed, trials=episodes)
     parts.algo.sampler.seed(seed)
     tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
     sampler = parts.algo.sampler
@@ -52,11 +57,47 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
     }
 
 
+def evaluate_trials(parts: Parts, *, num_tasks: int, seed: int, trials: int | None) -> dict:
+    """RL²'s adaptation curve: the return of each episode of a trial, and the trial's total.
+
+    On bandits and tabular MDPs the classic baselines (:mod:`dmrl.classic`) play the very same
+    held-out tasks, one trial each, so their numbers sit side by side with the learner's.
+    """
+    from dmrl.classic import run_classic
+
+    parts.algo.sampler.seed(seed)
+    tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
+    curve = parts.algo.trial_curve(tasks, trials)  # [E, num_tasks]
+    mean, ci = summarize(curve)
+    trial_mean, trial_ci = summarize(curve.sum(0, keepdims=True))
+    baselines = {}
+    for name, returns in run_classic(parts.env, tasks, curve.shape[0], seed).items():  # [N, E] each
+        b_mean, b_ci = summarize(np.asarray(returns).sum(1, keepdims=True).T)
+        e_mean, _ = summarize(np.asarray(returns).T)
+        baselines[name] = {"trial_return_mean": float(b_mean[0]), "trial_return_ci95": float(b_ci[0]),
+                           "episode_return_mean": [float(x) for x in e_mean]}
+    return {
+        "episodes": list(range(1, curve.shape[0] + 1)),
+        "episode_return_mean": [float(x) for x in mean],
+        "episode_return_ci95": [float(x) for x in ci],
+        "trial_return_mean": float(trial_mean[0]),
+        "trial_return_ci95": float(trial_ci[0]),
+        "num_tasks": int(num_tasks),
+        "trials_per_task": int(trials or 1),
+        "baselines": baselines,
+        "per_task_trial_returns": curve.sum(0).tolist(),
+    }
+
+
 def write_report(result: dict, out_dir: Path) -> list[Path]:
     """``eval.json``, ``eval.csv`` and ``adaptation.png`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "eval.json", out_dir / "eval.csv", out_dir / "adaptation.png"]
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    if "trial_return_mean" in result:
+        _write_trial_csv(result, paths[1])
+        plot_trials(result, paths[2])
+        return paths
     with open(paths[1], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["adapt_steps", "return_mean", "return_ci95", "num_tasks"])
@@ -88,8 +129,57 @@ def plot_adaptation(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _write_trial_csv(result: dict, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["policy", "episode", "return_mean", "return_ci95", "num_tasks"])
+        for e, m, c in zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"]):
+            w.writerow(["learner", e, f"{m:.6g}", f"{c:.6g}", result["num_tasks"]])
+        w.writerow(["learner", "trial", f"{result['trial_return_mean']:.6g}", f"{result['trial_return_ci95']:.6g}",
+                    result["num_tasks"]])
+        for name, b in result["baselines"].items():
+            w.writerow([name, "trial", f"{b['trial_return_mean']:.6g}", f"{b['trial_return_ci95']:.6g}",
+                        result["num_tasks"]])
+
+
+def plot_trials(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    episodes = np.asarray(result["episodes"])
+    mean, ci = np.asarray(result["episode_return_mean"]), np.asarray(result["episode_return_ci95"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    ax.plot(episodes, mean, marker="o", color="black", label="learner")
+    ax.fill_between(episodes, mean - ci, mean + ci, color="black", alpha=0.2)
+    for name, b in result["baselines"].items():
+        ax.plot(episodes, b["episode_return_mean"], lw=1, alpha=0.8, label=name)
+    ax.set_xlabel("episode of the trial")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(f"within-trial adaptation on {result['num_tasks']} held-out tasks")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def format_table(result: dict) -> str:
+    if "trial_return_mean" in result:
+        return _format_trial_table(result)
     lines = [f"{'steps':>5}  {'return':>10}  {'ci95':>8}"]
     for k, m, c in zip(result["adapt_steps"], result["return_mean"], result["return_ci95"]):
         lines.append(f"{k:>5}  {m:>10.3f}  {c:>8.3f}")
+    return "\n".join(lines)
+
+
+def _format_trial_table(result: dict) -> str:
+    lines = [f"{'episode':>7}  {'return':>10}  {'ci95':>8}"]
+    for e, m, c in zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"]):
+        lines.append(f"{e:>7}  {m:>10.3f}  {c:>8.3f}")
+    rows = [("learner", result["trial_return_mean"], result["trial_return_ci95"])]
+    rows += [(n, b["trial_return_mean"], b["trial_return_ci95"]) for n, b in result["baselines"].items()]
+    lines += ["", f"{'policy':<16}  {'trial return':>12}  {'ci95':>8}"]
+    lines += [f"{n:<16}  {m:>12.3f}  {c:>8.3f}" for n, m, c in rows]
     return "\n".join(lines)

@@ -52,6 +52,8 @@ class MAML:
         gae_lambda: float = 1.0,
         normalize_advantages: bool = True,
     ) -> None:
+        if not isinstance(meta_optimizer, TRPO):
+            raise ConfigError("algo=maml needs meta_optimizer=trpo")
         _check("meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
         _check("fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
         _check("inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)

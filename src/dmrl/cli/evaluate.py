@@ -23,7 +23,10 @@ def eval_job(cfg: DictConfig) -> dict:
     parts = build(OmegaConf.create(state["config"]), device=cfg.device)  # the checkpoint's config
     parts.algo.load_state_dict(state["algo"])
     recorder = None
-    if cfg.video:
+    messages: list[str] = []
+    if cfg.video and hasattr(parts.algo, "trial_curve"):
+        messages.append("note: video=true films MAML checkpoints only; this RL² evaluation writes its numbers")
+    elif cfg.video:
         from dmrl.video import Recorder
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
@@ -31,11 +34,11 @@ def eval_job(cfg: DictConfig) -> dict:
                       episodes=cfg.episodes, recorder=recorder)
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    messages: list[str] = []
     if recorder is not None:
         from dmrl.video import write_videos
 
-        result["videos"], messages = write_videos(recorder, out_dir, post_step=int(cfg.adapt_steps))
+        result["videos"], video_messages = write_videos(recorder, out_dir, post_step=int(cfg.adapt_steps))
+        messages += video_messages
     paths = write_report(result, out_dir)
     print(f"{result['num_tasks']} held-out tasks, checkpoint {ckpt} (iteration {result['iteration']})")
     print(format_table(result))

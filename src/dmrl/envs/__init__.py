@@ -2,10 +2,12 @@
 
 import gymnasium
 
+from dmrl.envs.bandit import Bandit
 from dmrl.envs.base import BatchedEnv
 from dmrl.envs.point_nav import PointNav, PointNavEnv
+from dmrl.envs.tabular_mdp import TabularMDP
 
-__all__ = ["BatchedEnv", "PointNav", "PointNavEnv"]
+__all__ = ["Bandit", "BatchedEnv", "PointNav", "PointNavEnv", "TabularMDP"]
 
 if "dmrl/PointNav-v0" not in gymnasium.registry:
     gymnasium.register(id="dmrl/PointNav-v0", entry_point="dmrl.envs.point_nav:PointNavEnv")

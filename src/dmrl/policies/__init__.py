@@ -1,5 +1,7 @@
-"""Policies: ``forward(obs, params=None)`` so that adapted parameters can be passed in functionally."""
+"""Policies: MLPs with ``forward(obs, params=None)`` for adapted parameters passed functionally
+(MAML), and recurrent policies that adapt in their hidden state (RL²)."""
 
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy
+from dmrl.policies.recurrent import RecurrentPolicy
 
-__all__ = ["GaussianMLPPolicy"]
+__all__ = ["GaussianMLPPolicy", "RecurrentPolicy"]

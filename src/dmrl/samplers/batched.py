@@ -15,11 +15,12 @@ from dmrl.samplers.episodes import Episodes
 from dmrl.tasks.distributions import Tasks
 
 
-class BatchedSampler:
-    def __init__(self, env: BatchedEnv, policy: GaussianMLPPolicy, episodes_per_task: int, seed: int) -> None:
+class SeededSampler:
+    """What every sampler shares: an env and the generator of its action noise, seeded together
+    from one number and saved together in checkpoints."""
+
+    def __init__(self, env: BatchedEnv, seed: int) -> None:
         self.env = env
-        self.policy = policy
-        self.episodes_per_task = int(episodes_per_task)
         self.generator = torch.Generator(device=env.device)
         self.seed(seed)
 
@@ -27,6 +28,20 @@ class BatchedSampler:
         """Seed the action noise and the env's own randomness (initial states) from one number."""
         self.generator.manual_seed(int(seed))
         self.env.seed(int(seed) + 1)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "env": self.env.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.env.load_state_dict(state["env"])
+
+
+class BatchedSampler(SeededSampler):
+    def __init__(self, env: BatchedEnv, policy: GaussianMLPPolicy, episodes_per_task: int, seed: int) -> None:
+        self.policy = policy
+        self.episodes_per_task = int(episodes_per_task)
+        super().__init__(env, seed)
 
     @torch.no_grad()
     def sample(self, tasks: Tasks, params: Params | None = None, episodes: int | None = None) -> Episodes:
@@ -55,10 +70,3 @@ class BatchedSampler:
                 T = t + 1
                 break
         return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T])
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "env": self.env.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.env.load_state_dict(state["env"])

@@ -1,0 +1,129 @@
+"""RL² (Duan et al. 2016): meta-learn the learning procedure itself as a recurrent policy.
+
+A GRU reads (observation, previous action, previous reward, done flag) and keeps its hidden state
+across the ``episodes_per_trial`` episodes of a trial on one task, so it can explore in the first
+episodes and exploit what it learned in the later ones; the state is reset between trials. The
+outer objective is the discounted return of the whole trial, optimized by PPO (the common
+replacement for the paper's TRPO) with GAE computed across episode boundaries inside a trial.
+
+Adaptation happens in the hidden state, not in the weights: the "adaptation curve" of RL² is the
+return of each successive episode of a trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmrl.errors import ConfigError
+from dmrl.optim.ppo import PPO
+from dmrl.policies.recurrent import RecurrentPolicy
+from dmrl.rl.returns import gae, masked_mean
+from dmrl.samplers.trials import Trials, TrialSampler
+from dmrl.tasks.distributions import TaskDistribution, Tasks
+
+
+class RL2:
+    def __init__(
+        self,
+        policy: RecurrentPolicy,
+        sampler: TrialSampler,
+        meta_optimizer: PPO,
+        tasks: TaskDistribution,
+        task_rng: np.random.Generator,
+        *,
+        meta_batch_size: int = 20,
+        trials_per_task: int = 10,
+        episodes_per_trial: int = 2,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.3,
+        normalize_advantages: bool = True,
+        reward_scale: float = 1.0,
+        tbptt: int | None = None,
+    ) -> None:
+        if not isinstance(meta_optimizer, PPO):
+            raise ConfigError("algo=rl2 needs meta_optimizer=ppo")
+        for key, ok, allowed, value in [
+            ("meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size),
+            ("trials_per_task", trials_per_task >= 1, "an integer >= 1", trials_per_task),
+            ("episodes_per_trial", episodes_per_trial >= 1, "an integer >= 1", episodes_per_trial),
+            ("gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma),
+            ("gae_lambda", 0 <= gae_lambda <= 1, "a number in [0, 1]", gae_lambda),
+            ("reward_scale", reward_scale > 0, "a number > 0", reward_scale),
+            ("tbptt", tbptt is None or tbptt >= 1, "null or an integer >= 1", tbptt),
+        ]:
+            if not ok:
+                raise ConfigError(f"algo.{key} must be {allowed}, got {value!r}")
+        self.policy, self.sampler, self.meta_optimizer = policy, sampler, meta_optimizer
+        self.tasks, self.task_rng = tasks, task_rng
+        self.meta_batch_size, self.trials_per_task = int(meta_batch_size), int(trials_per_task)
+        self.episodes_per_trial = int(episodes_per_trial)
+        self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
+        self.normalize_advantages = bool(normalize_advantages)
+        self.reward_scale = float(reward_scale)
+        self.tbptt = None if tbptt is None else int(tbptt)
+        self.minibatch_generator = torch.Generator(device=sampler.generator.device)
+        self.minibatch_generator.manual_seed(int(sampler.generator.initial_seed()) + 7)
+        meta_optimizer.attach(policy.parameters())
+
+    def advantages(self, batch: Trials) -> tuple[Tensor, Tensor]:
+        """GAE over each whole trial and the value targets (lambda-returns).  # [T, M] each
+
+        The trial, not the episode, is the unit of the return: the value after an episode's last
+        step is the value of the next episode's first state, and only the trial's end is terminal.
+        The value head learns returns of rewards times ``reward_scale``, which keeps the value loss
+        from drowning the policy's gradient in the shared GRU when trial returns are large.
+        """
+        rewards, values, mask = batch.flat("rewards") * self.reward_scale, batch.flat("values"), batch.flat("mask")
+        adv = gae(rewards, values, mask, self.gamma, self.gae_lambda)
+        returns = (adv + values) * mask
+        if self.normalize_advantages:
+            mean = masked_mean(adv, mask, (0, 1))
+            std = masked_mean((adv - mean).pow(2), mask, (0, 1)).sqrt()
+            adv = (adv - mean) / (std + 1e-8) * mask
+        return adv, returns
+
+    def meta_step(self) -> dict[str, float]:
+        tasks = self.tasks.sample(self.meta_batch_size, self.task_rng)
+        batch = self.sampler.sample(tasks)
+        adv, returns = self.advantages(batch)
+        inputs, actions = batch.flat("inputs"), batch.flat("actions")
+
+        def evaluate(cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            head, values = self.policy(inputs[:, cols], self.tbptt)
+            return self.policy.log_prob(head, actions[:, cols]), self.policy.entropy(head), values
+
+        stats = self.meta_optimizer.update(evaluate, batch.flat("log_probs"), adv, returns, batch.flat("mask"),
+                                           self.minibatch_generator)
+        per_episode = batch.episode_returns.mean((1, 2))  # [E]
+        metrics = {f"meta_train/return_episode{k}": float(r) for k, r in enumerate(per_episode)}
+        metrics["meta_train/return_pre_adapt"] = float(per_episode[0])
+        metrics["meta_train/return_post_adapt"] = float(per_episode[-1])
+        metrics["meta_train/trial_return"] = float(per_episode.sum())
+        metrics["env_steps"] = batch.env_steps
+        metrics.update({f"meta_optim/{k}": v for k, v in stats.items()})
+        return metrics
+
+    # --- meta-test ---------------------------------------------------------------------------
+    def trial_curve(self, tasks: Tasks, trials: int | None = None) -> np.ndarray:
+        """Mean return of each episode of a trial on each task.  # [episodes_per_trial, N]"""
+        batch = self.sampler.sample(tasks, trials or 1)
+        return batch.episode_returns.mean(-1).cpu().numpy()
+
+    # --- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(),
+            "meta_optimizer": self.meta_optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "minibatch_generator": self.minibatch_generator.get_state(),
+            "task_rng": self.task_rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.minibatch_generator.set_state(state["minibatch_generator"])
+        self.task_rng.bit_generator.state = state["task_rng"]

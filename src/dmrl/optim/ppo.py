@@ -1,0 +1,120 @@
+"""Proximal policy optimization (Schulman et al. 2017) as an outer update rule.
+
+Several epochs of Adam steps on minibatches of whole sequences (for RL²: whole trials, so a
+recurrent policy is re-run from its initial state), each minimizing the clipped surrogate (eq. 7)
+plus a value loss and minus an entropy bonus, with the global gradient norm clipped. The
+algorithm supplies ``evaluate(columns)``, which recomputes log-probabilities, entropies and values
+for a subset of sequences; PPO itself knows nothing about policies or environments, so any
+algorithm with on-policy batches can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from dmrl.errors import ConfigError
+from dmrl.rl.returns import masked_mean
+
+# evaluate(columns [m]) -> (log_probs [T, m], entropy [T, m], values [T, m])
+Evaluate = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
+def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip: float) -> Tensor:
+    """``min(r A, clip(r, 1 - eps, 1 + eps) A)`` per step (PPO eq. 7; to be maximized)."""
+    ratio = torch.exp(log_probs - old_log_probs)
+    return torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
+
+
+class PPO:
+    def __init__(
+        self,
+        lr: float = 3e-4,
+        epochs: int = 4,
+        minibatches: int = 4,
+        clip: float = 0.2,
+        value_coef: float = 0.5,
+        entropy_coef: float = 0.0,
+        max_grad_norm: float = 0.5,
+        anneal_lr: bool = False,
+        anneal_iterations: int = 1,
+        adam_eps: float = 1e-5,
+    ) -> None:
+        checks = [("lr", lr > 0, "a number > 0"), ("epochs", epochs >= 1, "an integer >= 1"),
+                  ("minibatches", minibatches >= 1, "an integer >= 1"), ("clip", 0 < clip < 1, "a number in (0, 1)"),
+                  ("value_coef", value_coef >= 0, "a number >= 0"),
+                  ("entropy_coef", entropy_coef >= 0, "a number >= 0"),
+                  ("max_grad_norm", max_grad_norm > 0, "a number > 0"),
+                  ("anneal_iterations", anneal_iterations >= 1, "an integer >= 1")]
+        for key, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"meta_optimizer.{key} must be {allowed}, got {locals()[key]!r}")
+        self.lr, self.epochs, self.minibatches = float(lr), int(epochs), int(minibatches)
+        self.clip, self.value_coef, self.entropy_coef = float(clip), float(value_coef), float(entropy_coef)
+        self.max_grad_norm = float(max_grad_norm)
+        self.anneal_lr, self.anneal_iterations = bool(anneal_lr), int(anneal_iterations)
+        self.adam_eps = float(adam_eps)
+        self.params: list[Tensor] = []
+        self.adam: torch.optim.Adam | None = None
+        self.updates = 0  # completed calls of update(), for the learning-rate schedule
+
+    def attach(self, params: Iterable[Tensor]) -> None:
+        self.params = list(params)
+        self.adam = torch.optim.Adam(self.params, lr=self.lr, eps=self.adam_eps)
+
+    def current_lr(self) -> float:
+        if not self.anneal_lr:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - self.updates / self.anneal_iterations)
+
+    def update(self, evaluate: Evaluate, old_log_probs: Tensor, advantages: Tensor, returns: Tensor, mask: Tensor,
+               generator: torch.Generator | None = None) -> dict[str, float]:
+        """``epochs`` passes of ``minibatches`` Adam steps over the sequence axis of ``[T, M]`` data."""
+        if self.adam is None:
+            raise RuntimeError("PPO.attach(params) must be called before update()")
+        lr = self.current_lr()
+        for group in self.adam.param_groups:
+            group["lr"] = lr
+        M = old_log_probs.shape[1]
+        size = max(1, M // self.minibatches)
+        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0,
+                "grad_norm": 0.0}
+        n = 0
+        for _ in range(self.epochs):
+            perm = torch.randperm(M, generator=generator, device=generator.device if generator else "cpu")
+            perm = perm.to(old_log_probs.device)
+            for start in range(0, M - size + 1, size):
+                cols = perm[start : start + size]
+                m, adv, old = mask[:, cols], advantages[:, cols], old_log_probs[:, cols]
+                logp, entropy, values = evaluate(cols)
+                policy_loss = -masked_mean(clipped_surrogate(logp, old, adv, self.clip), m, (0, 1))
+                value_loss = 0.5 * masked_mean((values - returns[:, cols]).pow(2), m, (0, 1))
+                ent = masked_mean(entropy, m, (0, 1))
+                loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * ent
+                self.adam.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+                self.adam.step()
+                with torch.no_grad():
+                    log_ratio = logp - old
+                    # The low-variance KL estimator (ratio - 1) - log ratio (Schulman's note "Approximating KL").
+                    kl = masked_mean(log_ratio.exp() - 1 - log_ratio, m, (0, 1))
+                    clipped = masked_mean(((log_ratio.exp() - 1).abs() > self.clip).to(m.dtype), m, (0, 1))
+                for key, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", ent),
+                               ("approx_kl", kl), ("clip_fraction", clipped), ("grad_norm", grad_norm)):
+                    sums[key] += float(v.detach())
+                n += 1
+        self.updates += 1
+        stats = {k: v / max(n, 1) for k, v in sums.items()}
+        stats["lr"] = lr
+        return stats
+
+    def state_dict(self) -> dict:
+        return {"adam": self.adam.state_dict() if self.adam else None, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["adam"] is not None:
+            self.adam.load_state_dict(state["adam"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,170 @@
+"""RL²: hidden-state handling in the trial sampler, PPO's clipping, trial-wide GAE, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from dmrl.build import build
+from dmrl.config import CONF_DIR
+from dmrl.loop import checkpoint_payload, restore, train
+from dmrl.optim.ppo import PPO, clipped_surrogate
+from dmrl.samplers.trials import Trials
+
+
+def parts_for(*overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=["algo=rl2", "device=cpu", "policy.hidden_size=16", *overrides])
+    return build(cfg)
+
+
+def replay(parts, batch: Trials) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and values of the sampled actions, recomputed over whole trials from a zero state."""
+    with torch.no_grad():
+        head, values = parts.policy(batch.flat("inputs"))
+        return parts.policy.log_prob(head, batch.flat("actions")), values
+
+
+def test_bandit_trials_carry_the_hidden_state_across_episodes():
+    parts = parts_for("env=bandit", "algo.meta_batch_size=6", "algo.trials_per_task=3", "algo.episodes_per_trial=7")
+    tasks = parts.tasks.sample(6, np.random.default_rng(0))
+    batch = parts.algo.sampler.sample(tasks)
+    assert batch.inputs.shape == (7, 6, 3, 1 + 5 + 2) and batch.mask.all()
+    logp, values = replay(parts, batch)
+    torch.testing.assert_close(logp, batch.flat("log_probs"), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, batch.flat("values"), atol=1e-5, rtol=1e-5)
+    # The input at step t holds the action, reward and done flag of step t-1 (zeros at the start).
+    x, a, r = batch.inputs, batch.actions, batch.rewards
+    assert torch.equal(x[1:, ..., 1:6].argmax(-1), a[:-1]) and torch.equal(x[1:, ..., 6], r[:-1])
+    assert torch.all(x[0, ..., 1:] == 0) and torch.all(x[1:, ..., 7] == 1)  # every pull ends an episode
+    # Per-episode returns are the rewards of each one-pull episode.
+    torch.testing.assert_close(batch.episode_returns, r)
+
+
+def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted():
+    # A goal radius of 0.15 around goals near the start ends many episodes early, at different times.
+    parts = parts_for("env=point_nav", "env.horizon=12", "env.goal_radius=0.15", "tasks.low=-0.2", "tasks.high=0.2",
+                      "algo.meta_batch_size=5", "algo.trials_per_task=4", "algo.episodes_per_trial=3")
+    tasks = parts.tasks.sample(5, np.random.default_rng(1))
+    batch = parts.algo.sampler.sample(tasks)
+    lengths = batch.mask.sum(0)
+    assert lengths.min() < 36 and lengths.max() > lengths.min()  # some trials really ended episodes early
+    # Compacted: each trial's real steps are a prefix.
+    T = batch.mask.shape[0]
+    prefix = (torch.arange(T)[:, None, None] < lengths[None]).to(batch.mask.dtype)
+    assert torch.equal(batch.mask, prefix)
+    # A GRU over the compacted inputs from a zero state sees exactly what the sampler's GRU saw: this
+    # fails if the hidden state moved during the padding after an early end.
+    logp, values = replay(parts, batch)
+    m = batch.flat("mask").bool()
+    torch.testing.assert_close(logp[m], batch.flat("log_probs")[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values[m], batch.flat("values")[m], atol=1e-5, rtol=1e-5)
+    # The done flag is set exactly on the first step of episodes 2 and 3 of each trial: 2 per trial.
+    done_flags = (batch.inputs[..., -1] * batch.mask).sum(0)
+    assert torch.all(done_flags == 2)
+    torch.testing.assert_close(batch.episode_returns.sum(0), batch.rewards.sum(0))
+
+
+def test_trials_start_from_a_fresh_hidden_state():
+    parts = parts_for("env=bandit", "algo.episodes_per_trial=5")
+    tasks = parts.tasks.sample(50, np.random.default_rng(2))
+    parts.algo.sampler.seed(3)
+    first = parts.algo.trial_curve(tasks)
+    parts.algo.sampler.seed(3)
+    again = parts.algo.trial_curve(tasks)
+    np.testing.assert_array_equal(first, again)  # nothing carries over from one call to the next
+    # A trial's outputs do not depend on the other trials in the batch.
+    batch = parts.algo.sampler.sample(tasks, 2)
+    full, _ = replay(parts, batch)
+    with torch.no_grad():
+        head, _ = parts.policy(batch.flat("inputs")[:, :3])
+        alone = parts.policy.log_prob(head, batch.flat("actions")[:, :3])
+    torch.testing.assert_close(alone, full[:, :3], atol=1e-6, rtol=1e-6)
+
+
+def test_clipped_surrogate_by_hand():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 1.5, 0.5, 0.5])).requires_grad_()
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    s = clipped_surrogate(logp, old, adv, clip=0.2)
+    torch.testing.assert_close(s, torch.tensor([1.2, -1.5, 0.5, -0.8]))
+    s.sum().backward()
+    # d(ratio * A)/d logp = ratio * A where unclipped, 0 where the clipped term is the minimum.
+    torch.testing.assert_close(logp.grad, torch.tensor([0.0, -1.5, 0.5, 0.0]))
+
+
+def test_ppo_leaves_a_policy_alone_whose_ratios_are_clipped():
+    logits = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    ppo = PPO(lr=0.1, epochs=3, minibatches=1, clip=0.2, value_coef=0.0, entropy_coef=0.0)
+    ppo.attach([logits])
+    actions = torch.zeros(1, 8, dtype=torch.long)
+    old = torch.full((1, 8), float(torch.log_softmax(logits.detach(), 0)[0]) - 0.5)  # ratio e^0.5 > 1.2
+    mask = torch.ones(1, 8)
+
+    def evaluate(cols):
+        logp = torch.log_softmax(logits, 0)[actions[:, cols]]
+        return logp, torch.zeros_like(logp), torch.zeros_like(logp)
+
+    before = logits.detach().clone()
+    stats = ppo.update(evaluate, old, torch.ones(1, 8), torch.zeros(1, 8), mask)
+    assert torch.equal(logits.detach(), before) and stats["clip_fraction"] == 1.0
+    # With an unclipped ratio the same update raises the log-probability of a good action.
+    old = torch.log_softmax(logits.detach(), 0)[actions]
+    ppo.update(evaluate, old, torch.ones(1, 8), torch.zeros(1, 8), mask)
+    assert torch.log_softmax(logits.detach(), 0)[0] > torch.log_softmax(before, 0)[0]
+
+
+def test_gae_runs_across_episode_boundaries_within_a_trial():
+    parts = parts_for("env=bandit", "algo.gae_lambda=0.5", "algo.gamma=0.9", "algo.normalize_advantages=false")
+    rewards = torch.tensor([1.0, 0.0, 2.0]).reshape(3, 1, 1)
+    values = torch.tensor([0.5, 0.2, 0.1]).reshape(3, 1, 1)
+    zeros = torch.zeros(3, 1, 1)
+    batch = Trials(zeros[..., None], zeros.long(), zeros, values, rewards, torch.ones(3, 1, 1), rewards)
+    adv, returns = parts.algo.advantages(batch)
+    # Each step is a one-pull episode; bootstrapping still crosses into the next episode of the trial.
+    d = [1 + 0.9 * 0.2 - 0.5, 0 + 0.9 * 0.1 - 0.2, 2 - 0.1]
+    a2 = d[2]
+    a1 = d[1] + 0.45 * a2
+    a0 = d[0] + 0.45 * a1
+    torch.testing.assert_close(adv[:, 0], torch.tensor([a0, a1, a2]))
+    torch.testing.assert_close(returns[:, 0], torch.tensor([a0 + 0.5, a1 + 0.2, a2 + 0.1]))
+
+
+def test_rl2_resume_equals_uninterrupted(tmp_path):
+    small = ["env=tabular_mdp", "algo.meta_batch_size=4", "algo.trials_per_task=2", "algo.episodes_per_trial=2"]
+    full = parts_for(*small)
+    ref = train(full, iterations=3, run_dir=tmp_path / "full", checkpoint_every=10, checkpoint_keep=1,
+                tensorboard=False, progress=False)
+    part = parts_for(*small)
+    first = train(part, iterations=1, run_dir=tmp_path / "part", checkpoint_every=10, checkpoint_keep=1,
+                  tensorboard=False, progress=False)
+    state = checkpoint_payload(part, "", 1, first["env_steps"])
+    resumed = parts_for(*small)
+    start = restore(resumed, state)
+    train(resumed, iterations=3, run_dir=tmp_path / "part", checkpoint_every=10, checkpoint_keep=1,
+          tensorboard=False, progress=False, start=start)
+    lines = [json.loads(x) for x in (tmp_path / "part/metrics.jsonl").read_text().splitlines()]
+    full_lines = [json.loads(x) for x in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
+    def strip(records):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in records]
+
+    assert len(lines) == 3 and strip(lines) == strip(full_lines)
+    assert ref["meta_train/trial_return"] == lines[-1]["meta_train/trial_return"]
+    for k, v in full.policy.state_dict().items():
+        assert torch.equal(v, resumed.policy.state_dict()[k])
+
+
+@pytest.mark.parametrize("bad, key", [(["algo=rl2", "meta_optimizer=trpo"], "meta_optimizer=ppo"),
+                                      (["algo=rl2", "policy=gaussian_mlp"], "policy=gru"),
+                                      (["env=bandit", "algo=maml"], "use algo=rl2")])
+def test_mismatched_parts_name_the_fix(bad, key):
+    from dmrl.errors import ConfigError
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=["device=cpu", *bad])
+    with pytest.raises(ConfigError, match=key):
+        build(cfg)

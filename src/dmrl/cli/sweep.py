@@ -24,7 +24,9 @@ def record_failure(prog: str, message: str) -> float:
     """Called by a failed job of a sweep; returns the job's objective (NaN)."""
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
-    print(f"{prog}: error: job {hc.job.num} ({run_dir}): {message}", file=sys.stderr, flush=True)
+    # one write of the whole line: jobs running side by side share stderr, and a line must not be split
+    sys.stderr.write(f"{prog}: error: job {hc.job.num} ({run_dir}): {message}\n")
+    sys.stderr.flush()
     with open(Path(hc.sweep.dir) / FAILED_LOG, "a") as f:  # one short append per job: whole lines
         f.write(f"{run_dir}\t{message}\n")
     return float("nan")

@@ -188,19 +188,45 @@ def test_launcher_presets_compose():
             assert "optuna" in cfg.hydra.sweeper._target_ and cfg.hydra.sweeper.direction == "maximize"
 
 
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out += children.get(p, [])
+        todo += children.get(p, [])
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
-                    reason="hydra-submitit-launcher not installed (pip install -e .[sweep])")
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None
+                    or not Path("/proc/self/stat").exists(),
+                    reason="hydra-submitit-launcher not installed (pip install -e .[sweep]), or no /proc")
 def test_submitit_requeue_on_timeout_resumes_the_job(tmp_path, cli_env):
-    """submitit's local executor signals a time-out (30 s before timeout_min=1) exactly as on Slurm;
-    the requeued job resumes from its checkpoint and ends equal to an uninterrupted run."""
-    base = [*SMOKE, "iterations=150", "algo.meta_batch_size=8"]
-    proc = run(["dmrl-train", "-m", *base, "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
-                "hydra.sweep.dir=sweep"], tmp_path, cli_env)
-    logs = "".join(p.read_text() for p in (tmp_path / "sweep/.submitit").rglob("*_log.*"))
-    assert "resuming" in logs and "at iteration" in logs, logs[-3000:]
-    assert [r["iteration"] for r in metrics(tmp_path / "sweep/0")] == list(range(1, 151))
-    run(["dmrl-train", *base, "seed=0", "hydra.run.dir=ref"], tmp_path, cli_env)
+    """A job of submitit's local executor gets SIGUSR2, the signal Slurm sends before a time limit or
+    a preemption; submitit requeues it, and the requeued job resumes from its checkpoint and ends
+    equal to an uninterrupted run."""
+    base = [*SMOKE, "iterations=40", "seed=0"]
+    cmd = ["dmrl-train", "-m", *base, "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "sweep/0/metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and (not out.is_file() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    tasks = [p for p in _descendants(proc.pid) if b"submitit.core._submit" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(tasks) == 1, "the job ended before it could be signalled"
+    os.kill(tasks[0], signal.SIGUSR2)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep/.submitit").rglob("*_log.err"))
+    assert "SIGUSR2" in logs and "resuming" in logs, logs[-3000:]
+    assert [r["iteration"] for r in metrics(tmp_path / "sweep/0")] == list(range(1, 41))
+    run(["dmrl-train", *base, "hydra.run.dir=ref"], tmp_path, cli_env)
     assert without_time(metrics(tmp_path / "sweep/0")) == without_time(metrics(tmp_path / "ref"))
     assert summary(tmp_path / "sweep/0")["status"] == "finished"
-    assert proc.returncode == 0

@@ -15,9 +15,17 @@ import pytest
 
 from test_cli import SMOKE, metrics, run, without_time
 
-HAS_JOBLIB = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
-HAS_RAY = importlib.util.find_spec("ray") is not None and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
-HAS_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # no hydra_plugins package at all
+        return False
+
+
+HAS_JOBLIB = installed("hydra_plugins.hydra_joblib_launcher")
+HAS_RAY = installed("ray") and installed("hydra_plugins.hydra_ray_launcher")
+HAS_OPTUNA = installed("hydra_plugins.hydra_optuna_sweeper")
+HAS_SUBMITIT = installed("hydra_plugins.hydra_submitit_launcher")
 needs_joblib = pytest.mark.skipif(not HAS_JOBLIB, reason="hydra-joblib-launcher not installed (pip install -e .[sweep])")
 
 
@@ -171,7 +179,7 @@ def test_launcher_presets_compose():
     from dmrl.config import CONF_DIR
 
     expected = {"local": ("hydra_joblib_launcher", HAS_JOBLIB), "ray": ("hydra_ray_launcher", HAS_RAY),
-                "slurm": ("hydra_submitit_launcher", importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher"))}
+                "slurm": ("hydra_submitit_launcher", HAS_SUBMITIT)}
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         for name, (module, installed) in expected.items():
             if not installed:
@@ -205,8 +213,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None
-                    or not Path("/proc/self/stat").exists(),
+@pytest.mark.skipif(not HAS_SUBMITIT or not Path("/proc/self/stat").exists(),
                     reason="hydra-submitit-launcher not installed (pip install -e .[sweep]), or no /proc")
 def test_submitit_requeue_on_timeout_resumes_the_job(tmp_path, cli_env):
     """A job of submitit's local executor gets SIGUSR2, the signal Slurm sends before a time limit or

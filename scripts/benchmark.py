@@ -17,6 +17,13 @@ and dmrl's sampler alone.
 ``rl2_bandit``: RL²-PPO training as in ``experiment=rl2_bandit`` (5-armed bandits, trials of 10
 pulls, GRU 64, 1,000 tasks x 2 trials = 20,000 env steps per iteration); target at least 200,000
 env steps/s on 2 cores, sampling and PPO updates included.
+
+``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
+(``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by
+``dmrl-train -m`` twice in one go: sequentially (Hydra's basic launcher, each job using every
+core) and with ``launcher=local`` (joblib, one job per core). The target is a ratio below 0.6.
+A third, sequential run with one torch thread per job (``OMP_NUM_THREADS=1``) separates the gain
+of running jobs side by side from that of avoiding thread contention on a busy machine.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -169,9 +179,38 @@ def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[
     }
 
 
+SWEEP_GRID = ["algo.inner_lr=0.05,0.1", "seed=0,1"]
+SWEEP_RUN = ["iterations=8", "logger=jsonl"]
+
+
+def bench_sweep_local() -> dict:
+    """Sequential vs ``launcher=local`` wall clock of one small sweep, measured back to back."""
+    train = str(Path(sys.executable).parent / "dmrl-train")
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for name, launcher, env in (("sequential", [], None), ("local", ["launcher=local"], None),
+                                    ("sequential_1thread", [], one_thread)):
+            cmd = [train, "-m", *CASES["maml_point_nav"]["overrides"], *SWEEP_RUN, *SWEEP_GRID, *launcher,
+                   f"hydra.sweep.dir={tmp}/{name}"]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times[name] = time.perf_counter() - t
+            finished = len(list(Path(tmp, name).glob("*/summary.json")))
+            if finished != 4:
+                raise RuntimeError(f"{name} sweep finished {finished} of 4 jobs")
+    return {"case": "sweep_local", "jobs": 4, "grid": SWEEP_GRID, "run": SWEEP_RUN,
+            "sequential_s": times["sequential"], "local_s": times["local"],
+            "ratio": times["local"] / times["sequential"], "target_ratio": 0.6,
+            "sequential_1thread_s": times["sequential_1thread"],
+            "ratio_vs_sequential_1thread": times["local"] / times["sequential_1thread"],
+            "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "torch": torch.__version__}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=sorted(CASES), action="append", help="case(s) to run (default: all)")
+    p.add_argument("--case", choices=[*sorted(CASES), "sweep_local"], action="append",
+                   help="case(s) to run (default: every meta-iteration case; sweep_local only when named)")
     p.add_argument("--iterations", type=int, default=10, help="timed meta-iterations (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
@@ -179,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
     for case in args.case or sorted(CASES):
+        if case == "sweep_local":
+            r = bench_sweep_local()
+            print(json.dumps(r) if args.json else
+                  f"sweep_local: 2 x 2 sweep sequential {r['sequential_s']:.1f} s, launcher=local {r['local_s']:.1f} s "
+                  f"on {r['cores']} cores -> ratio {r['ratio']:.2f} (target < {r['target_ratio']}); sequential "
+                  f"with 1 thread per job {r['sequential_1thread_s']:.1f} s -> {r['ratio_vs_sequential_1thread']:.2f}")
+            sys.stdout.flush()
+            continue
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides)
         r["overrides"] = args.overrides
         if args.json:

@@ -9,7 +9,9 @@ from dmrl.build import build
 from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, validate
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
-OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
+# launcher and hparams_search configure Hydra's plugins, not objects: test_sweep.py composes them
+OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search")
+           for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 # Options that only fit RL² (discrete actions, the recurrent policy, PPO) are built with it.
 NEEDS_RL2 = {("env", "bandit"), ("env", "tabular_mdp"), ("tasks", "bandit"), ("tasks", "tabular_mdp"),
              ("policy", "gru"), ("meta_optimizer", "ppo")}

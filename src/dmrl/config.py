@@ -108,6 +108,8 @@ TRAIN_RULES: dict[str, Rule] = {
     "env.reward_std": NON_NEGATIVE,
     "logger.tensorboard": BOOL,
     "logger.progress": BOOL,
+    "final_eval.num_tasks": int_at_least(0),
+    "final_eval.seed": int_at_least(0),
 }
 
 EVAL_RULES: dict[str, Rule] = {

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import CONF_DIR, Rule, validate
@@ -50,7 +51,7 @@ def _variants(overrides: list[str]) -> list[list[str]]:
     choices: list[list[str]] = []
     for o in parsed:
         key = o.get_key_element()
-        if key.lstrip("+~").startswith("hydra"):
+        if key.lstrip("+~").startswith("hydra."):  # Hydra's own keys (hydra/launcher=... is composed)
             continue
         if o.is_sweep_override():
             choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
@@ -81,6 +82,10 @@ def explain(exc: Exception, override: str, compose: Callable, config_name: str, 
     from hydra.errors import MissingConfigException
 
     key = override.split("=", 1)[0].lstrip("+~")
+    missing = str(getattr(exc, "missing_cfg_file", "") or "")
+    if isinstance(exc, MissingConfigException) and missing.startswith(("hydra/launcher/", "hydra/sweeper/")) \
+            and not key.startswith("hydra/"):
+        return f"{override} needs the Hydra plugin for {missing}, which is not installed: pip install -e '.[sweep]'"
     if isinstance(exc, MissingConfigException):
         options = getattr(exc, "options", None) or []
         group = key.replace(".", "/")
@@ -150,6 +155,10 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
             return body(cfg)
         except DmrlError as e:
             discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
+            if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other jobs go on (cli/sweep.py)
+                from dmrl.cli.sweep import record_failure
+
+                return record_failure(prog, str(e))
             fail(prog, str(e), e.exit_code)
         except KeyboardInterrupt:
             fail(prog, "interrupted; the last completed iteration's checkpoint is intact", 130)

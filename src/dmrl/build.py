@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -49,6 +50,23 @@ def _derived_seed(seed: int, purpose: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(100 + purpose,)).generate_state(1)[0])
 
 
+def _ray_sampler(cfg: DictConfig, local, policy_args: dict):
+    """Wrap ``local`` so that its rollouts run on ``sampler.workers`` Ray actors."""
+    try:
+        import ray
+
+        from dmrl.samplers.ray_sampler import RaySampler
+    except ImportError:
+        raise ConfigError("sampler=ray needs Ray: pip install -e '.[sweep]'") from None
+    s = cfg.sampler
+    if not ray.is_initialized():
+        local_cpus = None if s.address else math.ceil(s.workers * s.cpus_per_worker)
+        ray.init(address=s.address, num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
+    env_config = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "device"}
+    policy_config = {**OmegaConf.to_container(cfg.policy, resolve=True), **policy_args}
+    return RaySampler(local, env_config, policy_config, s.workers, s.cpus_per_worker)
+
+
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
     """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
     validate(cfg, TRAIN_RULES)
@@ -65,7 +83,8 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
                               "policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
         sampler_seed = _derived_seed(seed, 0)
         if recurrent:
-            policy = instantiate(cfg.policy, obs_dim=env.obs_dim, act_dim=env.act_dim, num_actions=env.num_actions)
+            policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "num_actions": env.num_actions}
+            policy = instantiate(cfg.policy, **policy_args)
             sampler = TrialSampler(env, policy.to(dev), cfg.algo.trials_per_task, cfg.algo.episodes_per_trial,
                                    seed=sampler_seed)
             parts = {}
@@ -73,10 +92,12 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
             if env.num_actions is not None:
                 raise ConfigError(f"algo: {algo_cls.__name__} needs continuous actions, but {type(env).__name__} "
                                   "has discrete ones: use algo=rl2")
-            policy = instantiate(cfg.policy, obs_dim=env.obs_dim, act_dim=env.act_dim,
-                                 hidden_sizes=list(cfg.policy.hidden_sizes))
+            policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
+            policy = instantiate(cfg.policy, **policy_args)
             sampler = BatchedSampler(env, policy.to(dev), cfg.algo.fast_batch_size, seed=sampler_seed)
             parts = {"baseline": instantiate(cfg.algo.baseline)}
+        if OmegaConf.select(cfg, "sampler.name", default="local") == "ray":  # older configs have no sampler
+            sampler = _ray_sampler(cfg, sampler, policy_args)
         meta_optimizer = instantiate(cfg.meta_optimizer)
         algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k != "baseline"])
         algo = instantiate(

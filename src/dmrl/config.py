@@ -110,6 +110,8 @@ TRAIN_RULES: dict[str, Rule] = {
     "logger.progress": BOOL,
     "final_eval.num_tasks": int_at_least(0),
     "final_eval.seed": int_at_least(0),
+    "sampler.workers": int_at_least(1),
+    "sampler.cpus_per_worker": POSITIVE,
 }
 
 EVAL_RULES: dict[str, Rule] = {

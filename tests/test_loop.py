@@ -90,3 +90,14 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
     strip = lambda r: {k: v for k, v in r.items() if not k.startswith("time/")}  # noqa: E731
     assert strip(runs[0]) == strip(runs[1])
     assert strip(runs[0]) != strip(runs[2])
+
+
+def test_a_torn_last_metrics_line_is_dropped(tmp_path):
+    from dmrl.loggers.run_logger import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n{"iterat')
+    assert read_metrics(path) == [{"iteration": 1}, {"iteration": 2}]
+    path.write_text('{"iteration": 1}\n{"itera\n{"iteration": 3}\n')
+    with pytest.raises(ValueError):
+        read_metrics(path)  # damage before the last line is not silently skipped

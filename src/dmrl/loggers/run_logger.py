@@ -18,8 +18,18 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a torn last line (a crash or power loss mid-write) is dropped,
+    since the checkpoint it would belong to was never written."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise
+    return records
 
 
 class RunLogger:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from dmrl.checkpoint import atomic_write
 
 SUMMARY_FILE = "summary.json"
 FINISHED = "finished"
@@ -30,11 +31,10 @@ def _finite_or_none(x: Any) -> Any:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    """Write ``summary.json`` atomically (temp file, rename): a reader never sees half a file."""
+    """Write ``summary.json`` atomically: a reader never sees half a file."""
     path = Path(run_dir) / SUMMARY_FILE
-    tmp = path.with_name(f".{SUMMARY_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_finite_or_none(summary), indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(_finite_or_none(summary), indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

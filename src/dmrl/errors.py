@@ -11,6 +11,12 @@ class ConfigError(DmrlError):
     """A configuration key has a wrong type or an impossible value."""
 
 
+def require(key: str, ok: bool, allowed: str, value: object) -> None:
+    """A constructor's check of one config value: ``ConfigError("<key> must be <allowed>, got <value>")``."""
+    if not ok:
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+
+
 class CheckpointError(DmrlError):
     """A checkpoint is missing, truncated, foreign or unsafe."""
 

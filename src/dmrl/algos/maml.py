@@ -19,7 +19,7 @@ from torch import Tensor
 
 from dmrl.algos.maml_curvature import maml_kl_hvp
 from dmrl.baselines.linear import LinearFeatureBaseline
-from dmrl.errors import ConfigError
+from dmrl.errors import ConfigError, require
 from dmrl.optim.ppo import PPO
 from dmrl.optim.trpo import TRPO, VectorProduct
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
@@ -27,11 +27,6 @@ from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.samplers.episodes import Episodes
 from dmrl.tasks.distributions import TaskDistribution, Tasks
-
-
-def _check(name: str, ok: bool, allowed: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"algo.{name} must be {allowed}, got {value!r}")
 
 
 class MAML:
@@ -55,12 +50,12 @@ class MAML:
     ) -> None:
         if isinstance(meta_optimizer, PPO):
             raise ConfigError("algo=maml needs meta_optimizer=trpo (PPO's minibatch update has no MAML objective yet)")
-        _check("meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
-        _check("fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
-        _check("inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)
-        _check("inner_lr", inner_lr > 0, "a float > 0", inner_lr)
-        _check("gamma", 0 <= gamma <= 1, "a float in [0, 1]", gamma)
-        _check("gae_lambda", 0 <= gae_lambda <= 1, "a float in [0, 1]", gae_lambda)
+        require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
+        require("algo.fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
+        require("algo.inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)
+        require("algo.inner_lr", inner_lr > 0, "a float > 0", inner_lr)
+        require("algo.gamma", 0 <= gamma <= 1, "a float in [0, 1]", gamma)
+        require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a float in [0, 1]", gae_lambda)
         self.policy, self.baseline, self.sampler = policy, baseline, sampler
         self.meta_optimizer, self.tasks, self.task_rng = meta_optimizer, tasks, task_rng
         self.meta_batch_size, self.fast_batch_size = int(meta_batch_size), int(fast_batch_size)

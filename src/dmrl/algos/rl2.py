@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmrl.errors import ConfigError
+from dmrl.errors import ConfigError, require
 from dmrl.optim.ppo import PPO
 from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.rl.returns import gae, masked_mean
@@ -44,17 +44,13 @@ class RL2:
     ) -> None:
         if not isinstance(meta_optimizer, PPO):
             raise ConfigError("algo=rl2 needs meta_optimizer=ppo")
-        for key, ok, allowed, value in [
-            ("meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size),
-            ("trials_per_task", trials_per_task >= 1, "an integer >= 1", trials_per_task),
-            ("episodes_per_trial", episodes_per_trial >= 1, "an integer >= 1", episodes_per_trial),
-            ("gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma),
-            ("gae_lambda", 0 <= gae_lambda <= 1, "a number in [0, 1]", gae_lambda),
-            ("reward_scale", reward_scale > 0, "a number > 0", reward_scale),
-            ("tbptt", tbptt is None or tbptt >= 1, "null or an integer >= 1", tbptt),
-        ]:
-            if not ok:
-                raise ConfigError(f"algo.{key} must be {allowed}, got {value!r}")
+        require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
+        require("algo.trials_per_task", trials_per_task >= 1, "an integer >= 1", trials_per_task)
+        require("algo.episodes_per_trial", episodes_per_trial >= 1, "an integer >= 1", episodes_per_trial)
+        require("algo.gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma)
+        require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a number in [0, 1]", gae_lambda)
+        require("algo.reward_scale", reward_scale > 0, "a number > 0", reward_scale)
+        require("algo.tbptt", tbptt is None or tbptt >= 1, "null or an integer >= 1", tbptt)
         self.policy, self.sampler, self.meta_optimizer = policy, sampler, meta_optimizer
         self.tasks, self.task_rng = tasks, task_rng
         self.meta_batch_size, self.trials_per_task = int(meta_batch_size), int(trials_per_task)

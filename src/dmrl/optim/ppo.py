@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from dmrl.errors import ConfigError
+from dmrl.errors import require
 from dmrl.rl.returns import masked_mean
 
 # evaluate(columns [m]) -> (log_probs [T, m], entropy [T, m], values [T, m])
@@ -42,15 +42,14 @@ class PPO:
         anneal_iterations: int = 1,
         adam_eps: float = 1e-5,
     ) -> None:
-        checks = [("lr", lr > 0, "a number > 0"), ("epochs", epochs >= 1, "an integer >= 1"),
-                  ("minibatches", minibatches >= 1, "an integer >= 1"), ("clip", 0 < clip < 1, "a number in (0, 1)"),
-                  ("value_coef", value_coef >= 0, "a number >= 0"),
-                  ("entropy_coef", entropy_coef >= 0, "a number >= 0"),
-                  ("max_grad_norm", max_grad_norm > 0, "a number > 0"),
-                  ("anneal_iterations", anneal_iterations >= 1, "an integer >= 1")]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(f"meta_optimizer.{key} must be {allowed}, got {locals()[key]!r}")
+        require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
+        require("meta_optimizer.epochs", epochs >= 1, "an integer >= 1", epochs)
+        require("meta_optimizer.minibatches", minibatches >= 1, "an integer >= 1", minibatches)
+        require("meta_optimizer.clip", 0 < clip < 1, "a number in (0, 1)", clip)
+        require("meta_optimizer.value_coef", value_coef >= 0, "a number >= 0", value_coef)
+        require("meta_optimizer.entropy_coef", entropy_coef >= 0, "a number >= 0", entropy_coef)
+        require("meta_optimizer.max_grad_norm", max_grad_norm > 0, "a number > 0", max_grad_norm)
+        require("meta_optimizer.anneal_iterations", anneal_iterations >= 1, "an integer >= 1", anneal_iterations)
         self.lr, self.epochs, self.minibatches = float(lr), int(epochs), int(minibatches)
         self.clip, self.value_coef, self.entropy_coef = float(clip), float(value_coef), float(entropy_coef)
         self.max_grad_norm = float(max_grad_norm)

@@ -67,10 +67,10 @@ def _cat_tasks(batches: list) -> Any:
 class RaySampler:
     """A local sampler whose ``sample`` runs on ``workers`` Ray actors.
 
-    ``env``, ``policy``, ``generator``, ``seed``, ``state_dict`` and ``load_state_dict`` are the
-    wrapped local sampler's. When ``env`` has been replaced on the driver (evaluation's video
-    recorder stands in for it), sampling falls back to the local sampler, which the replacement
-    wraps; the numbers keep their distribution.
+    Everything but ``sample`` is the wrapped local sampler's (``env`` is a property so that
+    assigning it reaches the local sampler too). When ``env`` has been replaced on the driver
+    (evaluation's video recorder stands in for it), sampling falls back to the local sampler,
+    which the replacement wraps; the numbers keep their distribution.
     """
 
     def __init__(self, local: SeededSampler, env_config: dict, policy_config: dict, workers: int,
@@ -91,24 +91,7 @@ class RaySampler:
     def env(self, env) -> None:
         self.local.env = env
 
-    @property
-    def policy(self) -> torch.nn.Module:
-        return self.local.policy
-
-    @property
-    def generator(self) -> torch.Generator:
-        return self.local.generator
-
-    def seed(self, seed: int) -> None:
-        self.local.seed(seed)
-
-    def state_dict(self) -> dict:
-        return self.local.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.local.load_state_dict(state)
-
-    def __getattr__(self, name: str) -> Any:  # episodes_per_task, trials_per_task, ...
+    def __getattr__(self, name: str) -> Any:  # policy, generator, seed, state_dict, trials_per_task, ...
         if name == "local":
             raise AttributeError(name)
         return getattr(self.local, name)

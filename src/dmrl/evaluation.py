@@ -72,10 +72,9 @@ def evaluate_trials(parts: Parts, *, num_tasks: int, seed: int, trials: int | No
     trial_mean, trial_ci = summarize(curve.sum(0, keepdims=True))
     baselines = {}
     for name, returns in run_classic(parts.env, tasks, curve.shape[0], seed).items():  # [N, E] each
-        b_mean, b_ci = summarize(np.asarray(returns).sum(1, keepdims=True).T)
-        e_mean, _ = summarize(np.asarray(returns).T)
+        b_mean, b_ci = summarize(returns.sum(1, keepdims=True).T)
         baselines[name] = {"trial_return_mean": float(b_mean[0]), "trial_return_ci95": float(b_ci[0]),
-                           "episode_return_mean": [float(x) for x in e_mean]}
+                           "episode_return_mean": [float(x) for x in returns.mean(0)]}
     return {
         "episodes": list(range(1, curve.shape[0] + 1)),
         "episode_return_mean": [float(x) for x in mean],

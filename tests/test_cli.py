@@ -103,6 +103,7 @@ BAD_TRAIN = [
     (["algo.first_order=maybe"], "algo.first_order"),
     (["meta_optimizer.max_kl=0"], "meta_optimizer.max_kl"),
     (["meta_optimizer.ls_backtrack_ratio=1.5"], "meta_optimizer.ls_backtrack_ratio"),
+    (["meta_optimizer.fvp_subsample=0"], "meta_optimizer.fvp_subsample"),
     (["policy.activation=sigmoid"], "policy.activation"),
     (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
     (["device=tpu"], "device"),

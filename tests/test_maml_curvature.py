@@ -37,6 +37,9 @@ def _one_thread():
 class _Capture:
     """Stands in for the meta-optimizer: keeps what ``meta_step`` hands it, changes nothing."""
 
+    def __init__(self, fvp_subsample: float = 1.0) -> None:
+        self.fvp_subsample = fvp_subsample
+
     def step(self, params, objective, fvp):
         self.params, self.objective, self.fvp = list(params), objective, fvp
         return {}
@@ -206,6 +209,33 @@ def test_fvp_against_finite_differences_of_the_kl_gradient(inner_steps, first_or
     assert product.dtype == torch.float64
     assert (product - fd).norm() / fd.norm() < 1e-7
     assert torch.dot(v, product) > 0  # positive semi-definite: a Gauss-Newton form
+
+
+@pytest.mark.parametrize(
+    "inner_steps, first_order", [(1, False), (2, False), (1, True)], ids=["so1", "so2", "fo1"]
+)
+def test_subsampled_fvp_is_the_curvature_of_the_first_episodes_at_the_full_batch_point(inner_steps, first_order):
+    """``fvp_subsample``: every inner step still moves by its full-batch gradient, but the
+    Jacobians of the steps and the KL's Fisher come from the first episodes of each task only."""
+    algo = _maml("tanh", inner_steps=inner_steps, first_order=first_order, optimizer=_Capture(0.5), episodes=6)
+    cap, seen = _captured_step(algo)
+    k = 3  # ceil(0.5 * 6)
+    first = lambda ep: Episodes(ep.obs[:, :, :k], ep.actions[:, :, :k], ep.rewards[:, :, :k], ep.mask[:, :, :k])  # noqa: E731
+    fast = algo.per_task()
+    for ep, adv in seen["train"]:
+        full = algo.adapt(fast, ep, adv, create_graph=False)  # the point: the full-batch step
+        sub = algo.adapt(fast, first(ep), adv[:, :, :k], create_graph=not first_order)  # its Jacobian
+        fast = {name: sub[name] + (full[name] - sub[name]).detach() for name in fast}
+    valid = first(seen["valid"])
+    mean, log_std, _ = algo.log_probs(fast, valid)
+    kl = masked_mean(algo.policy.kl(mean.detach(), log_std.detach(), mean, log_std), valid.mask, (0, 2)).mean()
+    ref = kl_hessian_vector_product(kl, cap.params)
+    n = sum(p.numel() for p in cap.params)
+    _assert_same_products(cap.fvp, ref, n)
+    # and it is not the full-batch curvature
+    full_fvp = curvature.maml_kl_hvp(algo.policy, seen["train"], seen["valid"], algo.inner_lr, first_order)
+    v = torch.randn(n, generator=torch.Generator().manual_seed(4))
+    assert (full_fvp(v) - cap.fvp(v)).norm() > 1e-3 * full_fvp(v).norm()
 
 
 def test_meta_step_takes_the_same_trpo_step_as_autograd():

@@ -87,6 +87,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "meta_optimizer.cg_damping": NON_NEGATIVE,
     "meta_optimizer.ls_max_steps": int_at_least(1),
     "meta_optimizer.ls_backtrack_ratio": float_in(0.0, 1.0, lo_open=True, hi_open=True),
+    "meta_optimizer.fvp_subsample": float_in(0.0, 1.0, lo_open=True),
     "algo.trials_per_task": int_at_least(1),
     "algo.episodes_per_trial": int_at_least(1),
     "algo.reward_scale": POSITIVE,

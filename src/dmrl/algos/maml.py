@@ -13,6 +13,8 @@ depends on ``theta_b[i]`` only. The expansion is a view, so the outer gradient s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -149,7 +151,13 @@ class MAML:
         for the supported MLP policies the same products come from cached activations
         (:mod:`dmrl.algos.maml_curvature`), much faster.
         """
-        return maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order)
+        fraction = self.meta_optimizer.fvp_subsample
+        episodes = None if fraction >= 1 else max(1, math.ceil(fraction * valid.mask.shape[2]))
+        fvp = maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes)
+        if fvp is None and episodes is not None:
+            raise ConfigError(f"meta_optimizer.fvp_subsample < 1 needs policy=gaussian_mlp or policy=maml_paper "
+                              f"with a supported activation, got {type(self.policy).__name__}")
+        return fvp
 
     # --- meta-test ---------------------------------------------------------------------------
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None) -> np.ndarray:

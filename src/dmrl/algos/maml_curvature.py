@@ -402,6 +402,12 @@ def _slice_episodes(ep: Episodes, lo: int, hi: int) -> Episodes:
     return Episodes(ep.obs[:, lo:hi], ep.actions[:, lo:hi], ep.rewards[:, lo:hi], ep.mask[:, lo:hi])
 
 
+def _first_episodes(ep: Episodes, k: int | None) -> Episodes:
+    if k is None:
+        return ep
+    return Episodes(ep.obs[:, :, :k], ep.actions[:, :, :k], ep.rewards[:, :, :k], ep.mask[:, :, :k])
+
+
 def maml_kl_hvp(
     policy: GaussianMLPPolicy,
     train: Sequence[tuple[Episodes, Tensor]],
@@ -409,13 +415,17 @@ def maml_kl_hvp(
     inner_lr: float,
     first_order: bool,
     chunk: int | None = None,
+    episodes: int | None = None,
 ) -> Callable[[Tensor], Tensor] | None:
     """``v -> H v`` for the Hessian ``H`` of MAML's mean post-adaptation KL at the current
     meta-parameters (see the module docstring), or ``None`` if the policy is not supported.
 
     ``train`` holds each inner step's episodes and advantages, ``valid`` the post-adaptation
     episodes. Tasks are independent until the final sum; ``chunk`` tasks at a time (default: all)
-    bounds the memory of the cached arrays.
+    bounds the memory of the cached arrays. ``episodes`` (default: all) estimates the curvature
+    from only the first that many episodes of each task, of every inner step and of the
+    post-adaptation batch (the subsampled Fisher of Schulman's TRPO: the metric needs no full
+    batch); the adapted points themselves still come from every episode.
     """
     if not isinstance(policy, GaussianMLPPolicy):
         return None
@@ -434,14 +444,19 @@ def maml_kl_hvp(
             P = layout.params(policy, hi - lo)
             steps: list[_InnerStep] = []
             for ep, adv in train:
-                step = _InnerStep(
-                    P, _slice_episodes(ep, lo, hi), adv[:, lo:hi], act, policy.min_log_std, not first_order, ws
-                )
-                P = P.add_scaled(-inner_lr, step.grad)
+                ep, adv = _slice_episodes(ep, lo, hi), adv[:, lo:hi]
+                subsample = episodes is not None and episodes < ep.mask.shape[2]
+                step = _InnerStep(P, ep, adv, act, policy.min_log_std, not (first_order or subsample), ws)
+                grad = step.grad
+                if subsample and not first_order:  # curvature from a subset, at the same point
+                    step = _InnerStep(P, _first_episodes(ep, episodes), adv[:, :, :episodes], act,
+                                      policy.min_log_std, True, ws)
+                P = P.add_scaled(-inner_lr, grad)
                 if not first_order:
                     steps.append(step)
-                del step
-            kl = _KLCurvature(P, _slice_episodes(valid, lo, hi), act, policy.min_log_std, n, ws)
+                del step, grad
+            kl = _KLCurvature(P, _first_episodes(_slice_episodes(valid, lo, hi), episodes), act, policy.min_log_std,
+                              n, ws)
             pipelines.append((steps, kl, hi - lo))
 
     def fvp(v: Tensor) -> Tensor:

@@ -41,12 +41,18 @@ class TRPO:
         cg_damping: float = 1e-5,
         ls_max_steps: int = 15,
         ls_backtrack_ratio: float = 0.8,
+        fvp_subsample: float = 1.0,
     ) -> None:
         if not max_kl > 0:
             raise ConfigError(f"meta_optimizer.max_kl must be > 0, got {max_kl}")
         if not 0 < ls_backtrack_ratio < 1:
             raise ConfigError(f"meta_optimizer.ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
+        if not 0 < fvp_subsample <= 1:
+            raise ConfigError(f"meta_optimizer.fvp_subsample must be in (0, 1], got {fvp_subsample}")
         self.max_kl = float(max_kl)
+        # Fraction of the batch the curvature products see (Schulman's TRPO used 10%); the
+        # algorithm that builds the products applies it, the gradient always uses every sample.
+        self.fvp_subsample = float(fvp_subsample)
         self.cg_iters = int(cg_iters)
         self.cg_damping = float(cg_damping)
         self.ls_max_steps = int(ls_max_steps)

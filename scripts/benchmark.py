@@ -15,8 +15,8 @@ HalfCheetah model, per core and times the cores), gymnasium's ``HalfCheetah-v5``
 and dmrl's sampler alone.
 
 ``rl2_bandit``: RL²-PPO training as in ``experiment=rl2_bandit`` (5-armed bandits, trials of 10
-pulls, GRU 64, 1,000 tasks x 2 trials = 20,000 env steps per iteration); target at least 200,000
-env steps/s on 2 cores, sampling and PPO updates included.
+pulls, GRU 48, 2,000 tasks x 2 trials = 40,000 env steps per iteration, 2 PPO epochs of one
+minibatch); target at least 200,000 env steps/s on 2 cores, sampling and PPO updates included.
 
 ``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
 (``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by

@@ -46,14 +46,14 @@ class _Capture:
 
 
 def _maml(activation="tanh", hidden=(8, 8), inner_steps=1, first_order=False, optimizer=None, seed=0,
-          device="cpu", tasks=3, episodes=4, horizon=8) -> MAML:
+          device="cpu", tasks=3, episodes=4, horizon=8, inner_estimator="vpg") -> MAML:
     torch.manual_seed(seed)
     env = PointNav(horizon=horizon, device=device)
     policy = GaussianMLPPolicy(2, 2, hidden, activation).to(device)
     return MAML(policy, LinearFeatureBaseline(), BatchedSampler(env, policy, episodes, seed=seed),
                 optimizer or _Capture(), UniformBox("goal", -0.5, 0.5, 2), task_rng(seed, "train"),
                 meta_batch_size=tasks, fast_batch_size=episodes, inner_steps=inner_steps,
-                first_order=first_order)
+                first_order=first_order, inner_estimator=inner_estimator)
 
 
 def _captured_step(algo: MAML) -> tuple[_Capture, dict]:
@@ -95,6 +95,13 @@ def _check_against_autograd(algo: MAML, device="cpu") -> None:
 )
 def test_fvp_equals_third_order_autograd(activation, inner_steps, first_order):
     _check_against_autograd(_maml(activation, inner_steps=inner_steps, first_order=first_order))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("inner_steps", [1, 2])
+def test_lvc_fvp_equals_third_order_autograd(activation, inner_steps):
+    """ProMP's LVC inner loss: the hand-written products include its extra Hessian term."""
+    _check_against_autograd(_maml(activation, inner_steps=inner_steps, inner_estimator="lvc"))
 
 
 @pytest.mark.parametrize(
@@ -214,10 +221,13 @@ def test_fvp_against_finite_differences_of_the_kl_gradient(inner_steps, first_or
 @pytest.mark.parametrize(
     "inner_steps, first_order", [(1, False), (2, False), (1, True)], ids=["so1", "so2", "fo1"]
 )
-def test_subsampled_fvp_is_the_curvature_of_the_first_episodes_at_the_full_batch_point(inner_steps, first_order):
+@pytest.mark.parametrize("inner_estimator", ["vpg", "lvc"])
+def test_subsampled_fvp_is_the_curvature_of_the_first_episodes_at_the_full_batch_point(inner_steps, first_order,
+                                                                                       inner_estimator):
     """``fvp_subsample``: every inner step still moves by its full-batch gradient, but the
     Jacobians of the steps and the KL's Fisher come from the first episodes of each task only."""
-    algo = _maml("tanh", inner_steps=inner_steps, first_order=first_order, optimizer=_Capture(0.5), episodes=6)
+    algo = _maml("tanh", inner_steps=inner_steps, first_order=first_order, optimizer=_Capture(0.5), episodes=6,
+                 inner_estimator=inner_estimator)
     cap, seen = _captured_step(algo)
     k = 3  # ceil(0.5 * 6)
     first = lambda ep: Episodes(ep.obs[:, :, :k], ep.actions[:, :, :k], ep.rewards[:, :, :k], ep.mask[:, :, :k])  # noqa: E731

@@ -31,6 +31,10 @@ from dmrl.samplers.episodes import Episodes
 from dmrl.tasks.distributions import TaskDistribution, Tasks
 
 
+# inner-loss estimators: MAML's score-function loss, or ProMP's low-variance curvature (LVC)
+INNER_ESTIMATORS = ("vpg", "lvc")
+
+
 class MAML:
     def __init__(
         self,
@@ -49,6 +53,7 @@ class MAML:
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
         normalize_advantages: bool = True,
+        inner_estimator: str = "vpg",
     ) -> None:
         if isinstance(meta_optimizer, PPO):
             raise ConfigError("algo=maml needs meta_optimizer=trpo (PPO's minibatch update has no MAML objective yet)")
@@ -58,6 +63,8 @@ class MAML:
         require("algo.inner_lr", inner_lr > 0, "a float > 0", inner_lr)
         require("algo.gamma", 0 <= gamma <= 1, "a float in [0, 1]", gamma)
         require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a float in [0, 1]", gae_lambda)
+        require("algo.inner_estimator", inner_estimator in INNER_ESTIMATORS, f"one of {', '.join(INNER_ESTIMATORS)}",
+                inner_estimator)
         self.policy, self.baseline, self.sampler = policy, baseline, sampler
         self.meta_optimizer, self.tasks, self.task_rng = meta_optimizer, tasks, task_rng
         self.meta_batch_size, self.fast_batch_size = int(meta_batch_size), int(fast_batch_size)
@@ -65,6 +72,7 @@ class MAML:
         self.first_order = bool(first_order)
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.normalize_advantages = bool(normalize_advantages)
+        self.lvc = inner_estimator == "lvc"
 
     # --- pieces of the algorithm -------------------------------------------------------------
     def advantages(self, ep: Episodes) -> Tensor:
@@ -83,8 +91,16 @@ class MAML:
         return mean, log_std, self.policy.log_prob(mean, log_std, ep.actions)
 
     def inner_loss(self, params: Params, ep: Episodes, adv: Tensor) -> Tensor:
-        """REINFORCE loss with advantages of each task.  # [N]"""
+        """REINFORCE loss with advantages of each task.  # [N]
+
+        ``lvc`` replaces ``log pi`` by ``pi / stop_gradient(pi)`` (Rothfuss et al. 2019, ProMP's
+        low-variance curvature): the same value's gradient, but its Hessian also carries the term
+        through which the pre-update sampling distribution affects adaptation, so the meta-gradient
+        credits exploration, which plain MAML's drops.
+        """
         _, _, logp = self.log_probs(params, ep)
+        if self.lvc:
+            logp = torch.exp(logp - logp.detach())
         return -masked_mean(logp * adv, ep.mask, (0, 2))
 
     def per_task(self, n: int | None = None) -> dict[str, Tensor]:
@@ -153,7 +169,7 @@ class MAML:
         """
         fraction = self.meta_optimizer.fvp_subsample
         episodes = None if fraction >= 1 else max(1, math.ceil(fraction * valid.mask.shape[2]))
-        fvp = maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes)
+        fvp = maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes, lvc=self.lvc)
         if fvp is None and episodes is not None:
             raise ConfigError(f"meta_optimizer.fvp_subsample < 1 needs policy=gaussian_mlp or policy=maml_paper "
                               f"with a supported activation, got {type(self.policy).__name__}")

@@ -250,6 +250,7 @@ class _InnerStep:
         min_log_std: float,
         second_order: bool,
         ws: _Workspace,
+        lvc: bool = False,
     ) -> None:
         self.ws = ws
         dtype = P.s.dtype
@@ -286,6 +287,13 @@ class _InnerStep:
         self.c1T = wT * inv_var  # R(g) = c1 R(mu) + c2 R(s)
         self.c2T = -2.0 * gT
         self.c3 = 2.0 * wz2T.sum(-1)  # R(gs) = m (sum(c2 R(mu)) + c3 R(s))
+        # LVC (ProMP's low-variance curvature) adds -sum_s w_s A_s score_s score_s^T to the Hessian:
+        # r_s = score_s . V from the forward tangents, then J^T of (d loss / d head) * r_s.
+        self.lvc = lvc
+        if lvc:
+            self.wT = wT
+            self.scoreT = diffT * inv_var  # d log pi / d mu  [N, act, M]
+            self.z2m1T = diffT * diffT * inv_var - 1.0  # d log pi / d log_std  [N, act, M]
         n_in = xT.shape[1] + 1
         self.contract = L >= 1 and n_in <= MAX_CONTRACTED_INPUTS
         if self.contract:
@@ -325,6 +333,10 @@ class _InnerStep:
             RmuT = RmuT.baddbmm_(W[L], RhT[L])
         RgT = self.c1T * RmuT + self.c2T * Rs.unsqueeze(-1)
         Rgs = self.m * ((self.c2T * RmuT).sum(-1) + self.c3 * Rs)
+        if self.lvc:
+            rT = (self.scoreT * RmuT).sum(1, keepdim=True) + (self.z2m1T * Rs.unsqueeze(-1)).sum(1, keepdim=True)
+            RgT = RgT + self.gT * rT
+            Rgs = Rgs - self.m * (self.wT * self.z2m1T * rT).sum(-1)
 
         # backward: R(delta) layer by layer, and the R-gradient [W~] of every linear map
         out: list[Tensor] = [None] * (L + 1)  # type: ignore[list-item]
@@ -416,6 +428,7 @@ def maml_kl_hvp(
     first_order: bool,
     chunk: int | None = None,
     episodes: int | None = None,
+    lvc: bool = False,
 ) -> Callable[[Tensor], Tensor] | None:
     """``v -> H v`` for the Hessian ``H`` of MAML's mean post-adaptation KL at the current
     meta-parameters (see the module docstring), or ``None`` if the policy is not supported.
@@ -425,7 +438,9 @@ def maml_kl_hvp(
     bounds the memory of the cached arrays. ``episodes`` (default: all) estimates the curvature
     from only the first that many episodes of each task, of every inner step and of the
     post-adaptation batch (the subsampled Fisher of Schulman's TRPO: the metric needs no full
-    batch); the adapted points themselves still come from every episode.
+    batch); the adapted points themselves still come from every episode. ``lvc``: the inner
+    losses are ProMP's low-variance-curvature objective (same gradient, Hessian plus the
+    advantage-weighted outer products of the scores).
     """
     if not isinstance(policy, GaussianMLPPolicy):
         return None
@@ -446,11 +461,11 @@ def maml_kl_hvp(
             for ep, adv in train:
                 ep, adv = _slice_episodes(ep, lo, hi), adv[:, lo:hi]
                 subsample = episodes is not None and episodes < ep.mask.shape[2]
-                step = _InnerStep(P, ep, adv, act, policy.min_log_std, not (first_order or subsample), ws)
+                step = _InnerStep(P, ep, adv, act, policy.min_log_std, not (first_order or subsample), ws, lvc)
                 grad = step.grad
                 if subsample and not first_order:  # curvature from a subset, at the same point
                     step = _InnerStep(P, _first_episodes(ep, episodes), adv[:, :, :episodes], act,
-                                      policy.min_log_std, True, ws)
+                                      policy.min_log_std, True, ws, lvc)
                 P = P.add_scaled(-inner_lr, grad)
                 if not first_order:
                     steps.append(step)

@@ -118,6 +118,42 @@ def test_ppo_leaves_a_policy_alone_whose_ratios_are_clipped():
     assert torch.log_softmax(logits.detach(), 0)[0] > torch.log_softmax(before, 0)[0]
 
 
+def test_ppo_anneals_lr_and_entropy_bonus_linearly_to_zero():
+    """anneal_lr / anneal_entropy: factor 1 - updates / anneal_iterations, applied to the step taken."""
+    logits = torch.nn.Parameter(torch.zeros(3))
+    ppo = PPO(lr=0.3, epochs=1, minibatches=1, entropy_coef=0.05, anneal_lr=True, anneal_entropy=True,
+              anneal_iterations=4, value_coef=0.0)
+    ppo.attach([logits])
+    mask, zeros = torch.ones(1, 2), torch.zeros(1, 2)
+
+    def evaluate(cols):  # entropy only: zero advantages leave the surrogate without gradient
+        logp_all = torch.log_softmax(logits, 0)
+        entropy = -(logp_all.exp() * logp_all).sum().expand(1, len(cols))
+        return logp_all[0].expand(1, len(cols)), entropy, torch.zeros(1, len(cols))
+
+    seen = []
+    for _ in range(6):
+        stats = ppo.update(evaluate, torch.full((1, 2), -float(np.log(3))), zeros, zeros, mask)
+        seen.append((stats["lr"], stats["entropy_coef"]))
+    expected = [(0.3 * f, 0.05 * f) for f in (1.0, 0.75, 0.5, 0.25, 0.0, 0.0)]
+    assert np.allclose(seen, expected)
+    # the annealed coefficient is the one in the loss: from skewed logits and zero advantages the
+    # entropy bonus alone moves them towards uniform, and not at all once annealed to zero
+    for done, moves in ((0, True), (4, False)):
+        logits.data = torch.tensor([2.0, 0.0, -1.0])
+        ppo = PPO(lr=0.1, epochs=1, minibatches=1, entropy_coef=0.05, anneal_entropy=True, anneal_iterations=4,
+                  value_coef=0.0)
+        ppo.attach([logits])
+        ppo.updates = done
+        ppo.update(evaluate, torch.log_softmax(logits.detach(), 0)[0].expand(1, 2).clone(), zeros, zeros, mask)
+        spread = float(logits.detach().max() - logits.detach().min())
+        assert (spread < 3.0) if moves else (spread == 3.0)
+    # without annealing both stay put
+    fixed = PPO(lr=0.3, entropy_coef=0.05, anneal_iterations=4)
+    fixed.updates = 3
+    assert (fixed.current_lr(), fixed.current_entropy_coef()) == (0.3, 0.05)
+
+
 def test_gae_runs_across_episode_boundaries_within_a_trial():
     parts = parts_for("env=bandit", "algo.gae_lambda=0.5", "algo.gamma=0.9", "algo.normalize_advantages=false")
     rewards = torch.tensor([1.0, 0.0, 2.0]).reshape(3, 1, 1)

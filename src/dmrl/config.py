@@ -102,6 +102,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "meta_optimizer.entropy_coef": NON_NEGATIVE,
     "meta_optimizer.max_grad_norm": POSITIVE,
     "meta_optimizer.anneal_lr": BOOL,
+    "meta_optimizer.anneal_entropy": BOOL,
     "meta_optimizer.anneal_iterations": int_at_least(1),
     "meta_optimizer.adam_eps": POSITIVE,
     "env.arms": int_at_least(2),

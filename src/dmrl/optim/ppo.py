@@ -40,6 +40,7 @@ class PPO:
         max_grad_norm: float = 0.5,
         anneal_lr: bool = False,
         anneal_iterations: int = 1,
+        anneal_entropy: bool = False,
         adam_eps: float = 1e-5,
     ) -> None:
         require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
@@ -54,6 +55,7 @@ class PPO:
         self.clip, self.value_coef, self.entropy_coef = float(clip), float(value_coef), float(entropy_coef)
         self.max_grad_norm = float(max_grad_norm)
         self.anneal_lr, self.anneal_iterations = bool(anneal_lr), int(anneal_iterations)
+        self.anneal_entropy = bool(anneal_entropy)
         self.adam_eps = float(adam_eps)
         self.params: list[Tensor] = []
         self.adam: torch.optim.Adam | None = None
@@ -63,17 +65,22 @@ class PPO:
         self.params = list(params)
         self.adam = torch.optim.Adam(self.params, lr=self.lr, eps=self.adam_eps)
 
+    def _remaining(self) -> float:
+        """Linear schedule: 1 before the first update, 0 after ``anneal_iterations`` updates."""
+        return max(0.0, 1.0 - self.updates / self.anneal_iterations)
+
     def current_lr(self) -> float:
-        if not self.anneal_lr:
-            return self.lr
-        return self.lr * max(0.0, 1.0 - self.updates / self.anneal_iterations)
+        return self.lr * self._remaining() if self.anneal_lr else self.lr
+
+    def current_entropy_coef(self) -> float:
+        return self.entropy_coef * self._remaining() if self.anneal_entropy else self.entropy_coef
 
     def update(self, evaluate: Evaluate, old_log_probs: Tensor, advantages: Tensor, returns: Tensor, mask: Tensor,
                generator: torch.Generator | None = None) -> dict[str, float]:
         """``epochs`` passes of ``minibatches`` Adam steps over the sequence axis of ``[T, M]`` data."""
         if self.adam is None:
             raise RuntimeError("PPO.attach(params) must be called before update()")
-        lr = self.current_lr()
+        lr, entropy_coef = self.current_lr(), self.current_entropy_coef()
         for group in self.adam.param_groups:
             group["lr"] = lr
         M = old_log_probs.shape[1]
@@ -91,7 +98,7 @@ class PPO:
                 policy_loss = -masked_mean(clipped_surrogate(logp, old, adv, self.clip), m, (0, 1))
                 value_loss = 0.5 * masked_mean((values - returns[:, cols]).pow(2), m, (0, 1))
                 ent = masked_mean(entropy, m, (0, 1))
-                loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * ent
+                loss = policy_loss + self.value_coef * value_loss - entropy_coef * ent
                 self.adam.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
@@ -108,6 +115,7 @@ class PPO:
         self.updates += 1
         stats = {k: v / max(n, 1) for k, v in sums.items()}
         stats["lr"] = lr
+        stats["entropy_coef"] = entropy_coef
         return stats
 
     def state_dict(self) -> dict:

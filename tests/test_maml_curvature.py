@@ -16,6 +16,7 @@ import dmrl.algos.maml_curvature as curvature
 from dmrl.algos.maml import MAML
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.envs.point_nav import PointNav
+from dmrl.errors import ConfigError
 from dmrl.optim.trpo import TRPO, kl_hessian_vector_product
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy
 from dmrl.rl.returns import masked_mean
@@ -268,6 +269,11 @@ def test_unsupported_activation_falls_back_to_autograd():
     algo.policy.activation = torch.sigmoid  # no derivative rules for it here
     cap, _ = _captured_step(algo)
     assert cap.fvp is None
+    # a curvature subsample needs the hand-written products: refused in one line, not silently ignored
+    algo = _maml("tanh", optimizer=_Capture(0.5))
+    algo.policy.activation = torch.sigmoid
+    with pytest.raises(ConfigError, match="meta_optimizer.fvp_subsample"):
+        algo.meta_step()
 
 
 @pytest.mark.cuda

@@ -50,20 +50,19 @@ from hydra import compose, initialize_config_dir
 from dmrl.build import build
 from dmrl.config import CONF_DIR
 
+POINT_NAV_REFERENCE = ["env=point_nav", "algo=maml", "meta_optimizer=trpo", "algo.meta_batch_size=20",
+                       "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
+                       "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "meta_optimizer.cg_iters=10",
+                       "algo.first_order=false"]
+
 CASES: dict[str, dict] = {
     "maml_point_nav": {
-        "overrides": ["env=point_nav", "algo=maml", "meta_optimizer=trpo", "algo.meta_batch_size=20",
-                      "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
-                      "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "meta_optimizer.cg_iters=10",
-                      "algo.first_order=false", "meta_optimizer.fvp_subsample=1.0"],
+        "overrides": [*POINT_NAV_REFERENCE, "meta_optimizer.fvp_subsample=1.0"],
         "reference_sec_per_iteration": 4.4,
         "target_sec_per_iteration": 0.4,
     },
-    "maml_point_nav_default": {  # the same with dmrl's default curvature subsample (fvp_subsample=0.1)
-        "overrides": ["env=point_nav", "algo=maml", "meta_optimizer=trpo", "algo.meta_batch_size=20",
-                      "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
-                      "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "meta_optimizer.cg_iters=10",
-                      "algo.first_order=false", "meta_optimizer.fvp_subsample=0.1"],
+    "maml_point_nav_default": {  # the same with dmrl's default curvature subsample
+        "overrides": [*POINT_NAV_REFERENCE, "meta_optimizer.fvp_subsample=0.1"],
         "reference_sec_per_iteration": 4.4,
         "target_sec_per_iteration": 0.4,
     },

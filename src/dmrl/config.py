@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from dmrl.algos.maml import INNER_ESTIMATORS
 from dmrl.errors import ConfigError
 from dmrl.policies.gaussian_mlp import ACTIVATIONS
 
@@ -81,7 +82,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "algo.gamma": float_in(0.0, 1.0),
     "algo.gae_lambda": float_in(0.0, 1.0),
     "algo.normalize_advantages": BOOL,
-    "algo.inner_estimator": Rule(lambda v: v in ("vpg", "lvc"), "one of vpg, lvc"),
+    "algo.inner_estimator": Rule(lambda v: v in INNER_ESTIMATORS, f"one of {', '.join(INNER_ESTIMATORS)}"),
     "algo.baseline.reg_coeff": POSITIVE,
     "meta_optimizer.max_kl": POSITIVE,
     "meta_optimizer.cg_iters": int_at_least(1),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from dmrl.errors import ConfigError, NonFiniteError
+from dmrl.errors import NonFiniteError, require
 from dmrl.optim.conjugate_gradient import conjugate_gradient
 
 Objective = Callable[[bool], tuple[Tensor, Tensor]]
@@ -43,12 +43,9 @@ class TRPO:
         ls_backtrack_ratio: float = 0.8,
         fvp_subsample: float = 1.0,
     ) -> None:
-        if not max_kl > 0:
-            raise ConfigError(f"meta_optimizer.max_kl must be > 0, got {max_kl}")
-        if not 0 < ls_backtrack_ratio < 1:
-            raise ConfigError(f"meta_optimizer.ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
-        if not 0 < fvp_subsample <= 1:
-            raise ConfigError(f"meta_optimizer.fvp_subsample must be in (0, 1], got {fvp_subsample}")
+        require("meta_optimizer.max_kl", max_kl > 0, "> 0", max_kl)
+        require("meta_optimizer.ls_backtrack_ratio", 0 < ls_backtrack_ratio < 1, "in (0, 1)", ls_backtrack_ratio)
+        require("meta_optimizer.fvp_subsample", 0 < fvp_subsample <= 1, "in (0, 1]", fvp_subsample)
         self.max_kl = float(max_kl)
         # Fraction of the batch the curvature products see (Schulman's TRPO used 10%); the
         # algorithm that builds the products applies it, the gradient always uses every sample.

@@ -50,7 +50,7 @@ def test_log_prob_and_kl_match_torch_distributions():
 
 
 def test_point_nav_dynamics_by_hand():
-    env = PointNav(horizon=100)
+    env = PointNav(horizon=100, normalize_actions=False)
     obs = env.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=2)
     assert obs.shape == (1, 2, 2) and (obs == 0).all()
     obs, reward, done = env.step(torch.tensor([[[0.5, -0.05], [0.02, 0.0]]]))
@@ -64,12 +64,26 @@ def test_point_nav_dynamics_by_hand():
         env.step(torch.zeros(1, 1, 3))
 
 
-def test_point_nav_gymnasium_registration_agrees_with_batched_env():
-    env = gymnasium.make("dmrl/PointNav-v0")
+def test_point_nav_normalized_actions_scale_to_the_velocity_bound():
+    """MAML's original code (rllab's ``normalize``): actions in [-1, 1] are velocities in [-0.1, 0.1]."""
+    env = PointNav(horizon=100)  # normalize_actions=True is the default
+    env.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=3)
+    obs, reward, _ = env.step(torch.tensor([[[0.5, -0.25], [3.0, -7.0], [-1.0, 1.0]]]))
+    assert torch.allclose(obs[0], torch.tensor([[0.05, -0.025], [0.1, -0.1], [-0.1, 0.1]]))
+    assert torch.allclose(reward[0, 0], -torch.tensor([0.25, 0.175]).norm())
+    raw = PointNav(horizon=100, normalize_actions=False)
+    raw.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=1)
+    assert torch.allclose(raw.step(torch.tensor([[[0.5, -0.025]]]))[0][0, 0], torch.tensor([0.1, -0.025]))
+
+
+@pytest.mark.parametrize("normalize_actions, action", [(True, 1.0), (False, 0.1)])
+def test_point_nav_gymnasium_registration_agrees_with_batched_env(normalize_actions, action):
+    env = gymnasium.make("dmrl/PointNav-v0", normalize_actions=normalize_actions)
+    assert np.allclose(env.action_space.high, action) and np.allclose(env.action_space.low, -action)
     obs, _ = env.reset(seed=0, options={"task": {"goal": [0.2, 0.2]}})
     total, steps, terminated, truncated = 0.0, 0, False, False
     while not (terminated or truncated):
-        obs, r, terminated, truncated, _ = env.step(np.array([0.1, 0.1], dtype=np.float32))
+        obs, r, terminated, truncated, _ = env.step(np.array([action, action], dtype=np.float32))
         total += r
         steps += 1
     assert terminated and steps == 2

@@ -105,6 +105,7 @@ BAD_TRAIN = [
     (["meta_optimizer.ls_backtrack_ratio=1.5"], "meta_optimizer.ls_backtrack_ratio"),
     (["meta_optimizer.fvp_subsample=0"], "meta_optimizer.fvp_subsample"),
     (["algo.inner_estimator=dice"], "algo.inner_estimator"),
+    (["env.normalize_actions=sometimes"], "env.normalize_actions"),
     (["policy.activation=sigmoid"], "policy.activation"),
     (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
     (["device=tpu"], "device"),

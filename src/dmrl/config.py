@@ -69,6 +69,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "checkpoint.keep": int_at_least(1),
     "env.horizon": int_at_least(1),
     "env.max_action": POSITIVE,
+    "env.normalize_actions": BOOL,
     "env.goal_radius": NON_NEGATIVE,
     "env.reward": Rule(lambda v: v in ("distance", "squared_distance"), "one of distance, squared_distance"),
     "policy.hidden_sizes": HIDDEN,

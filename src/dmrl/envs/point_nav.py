@@ -5,6 +5,13 @@ a goal ``g ~ U[-0.5, 0.5]^2``; the reward is ``-||x - g||_2`` after the move. Th
 says squared distance while both reference codes use the plain norm: dmrl's default is the norm
 (``env.reward=distance``), the paper's text is ``env.reward=squared_distance``. An episode ends
 within 0.01 of the goal or at the horizon (100).
+
+Action units: MAML's original code wraps the env in rllab's ``normalize``, so its policy acts in
+``[-1, 1]`` per axis and the env scales that to ``[-0.1, 0.1]`` (``env.normalize_actions=true``, dmrl's
+default); a widely used PyTorch port feeds the policy's action to the env as the velocity itself,
+clipped (``env.normalize_actions=false``). The dynamics and rewards are the same; what differs is the
+scale the Gaussian policy explores and adapts in (a unit standard deviation is the whole action
+range in the first, ten times it in the second).
 """
 
 from __future__ import annotations
@@ -26,12 +33,15 @@ class PointNav(BatchedEnv):
     act_dim = 2
 
     def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01,
-                 reward: str = "distance", device: str = "cpu") -> None:
+                 reward: str = "distance", normalize_actions: bool = True, device: str = "cpu") -> None:
         super().__init__(horizon, device)
         if reward not in REWARDS:
             raise ConfigError(f"env.reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         self.squared = reward == "squared_distance"
         self.max_action = float(max_action)
+        self.normalize_actions = bool(normalize_actions)
+        # the env's velocity per unit of the policy's action
+        self.action_scale = self.max_action if self.normalize_actions else 1.0
         self.goal_radius = float(goal_radius)
         self.pos: Tensor | None = None  # [N, B, 2]
         self.goal: Tensor | None = None  # [N, 1, 2]
@@ -50,7 +60,7 @@ class PointNav(BatchedEnv):
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self.check_actions(actions, tuple(self.pos.shape))
-        self.pos = self.pos + actions.clamp(-self.max_action, self.max_action)
+        self.pos = self.pos + (actions * self.action_scale).clamp(-self.max_action, self.max_action)
         dist = torch.linalg.vector_norm(self.pos - self.goal, dim=-1)
         self.done = self.done | (dist < self.goal_radius)
         return self.pos.clone(), -(dist.square() if self.squared else dist), self.done.clone()
@@ -64,10 +74,11 @@ class PointNavEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, horizon: int = 100, task: dict | None = None) -> None:
-        self._env = PointNav(horizon=horizon)
+    def __init__(self, horizon: int = 100, task: dict | None = None, normalize_actions: bool = True) -> None:
+        self._env = PointNav(horizon=horizon, normalize_actions=normalize_actions)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-        self.action_space = gymnasium.spaces.Box(-0.1, 0.1, shape=(2,), dtype=np.float32)
+        bound = 1.0 if normalize_actions else self._env.max_action
+        self.action_space = gymnasium.spaces.Box(-bound, bound, shape=(2,), dtype=np.float32)
         self._task = task or {"goal": np.zeros(2, dtype=np.float32)}
         self._t = 0
 

@@ -32,6 +32,16 @@ def make_maml(meta_batch=3, episodes=4, horizon=8, hidden=(8, 8), activation="ta
 
 
 @pytest.fixture
+def float64():
+    """Tests that compare two exact computations run in float64, where round-off stays far below
+    any difference that would matter."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def cli_env(tmp_path):
     """Environment for running the console scripts as a user would, in a scratch directory."""
     env = dict(os.environ)

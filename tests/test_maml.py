@@ -9,19 +9,11 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from conftest import make_maml
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def capture_objective(algo):
     """Run one meta-step but capture the TRPO objective instead of stepping."""
     captured = {}
 
-    def fake_step(params, objective, fvp=None):
+    def fake_step(params, objective, fvp=None, gradient=None):
         captured.update(params=params, objective=objective, fvp=fvp)
         return {"loss_before": 0.0, "loss_after": 0.0, "kl": 0.0, "ls_steps": 0, "step_accepted": 0.0, "grad_norm": 0.0}
 

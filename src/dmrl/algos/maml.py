@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmrl.algos.maml_curvature import maml_kl_hvp
+from dmrl.algos.maml_curvature import MAMLProducts, maml_products
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError, require
 from dmrl.optim.ppo import PPO
-from dmrl.optim.trpo import TRPO, VectorProduct
+from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
 from dmrl.samplers.batched import BatchedSampler
@@ -149,8 +149,16 @@ class MAML:
             kl = self.policy.kl(old_mean, old_log_std, mean, log_std)
             return loss, masked_mean(kl, valid.mask, (0, 2)).mean()
 
-        fvp = self.fisher_vector_product(train, valid)
-        opt_stats = self.meta_optimizer.step(list(self.policy.parameters()), objective, fvp)
+        # The surrogate's value and exact gradient at the current point, by hand where the policy
+        # allows: one more Hessian-vector product instead of autograd through the inner step. There
+        # the ratio is 1 (NaN, as objective's, where the old log-probabilities are not finite).
+        weights = torch.exp(old_logp - old_logp) * valid_adv
+        products = self.curvature(train, valid, weights)
+        fvp = gradient = None
+        if products is not None:
+            loss = -masked_mean(weights, valid.mask, (0, 2)).mean()
+            fvp, gradient = products.fvp, lambda: (loss, products.meta_gradient())
+        opt_stats = self.meta_optimizer.step(list(self.policy.parameters()), objective, fvp, gradient)
         post = valid.task_returns.mean().item()
         metrics[f"meta_train/return_step{self.inner_steps}"] = post
         metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_step0"]
@@ -160,20 +168,23 @@ class MAML:
         metrics["policy/std"] = self.policy.log_std.exp().mean().item()
         return metrics
 
-    def fisher_vector_product(self, train: list[tuple[Episodes, Tensor]], valid: Episodes) -> VectorProduct | None:
-        """Products with the Hessian of the mean post-adaptation KL at the current meta-parameters.
+    def curvature(self, train: list[tuple[Episodes, Tensor]], valid: Episodes,
+                  outer_weights: Tensor | None = None) -> MAMLProducts | None:
+        """The outer step's products at the current meta-parameters: Hessian of the mean
+        post-adaptation KL times a vector and (given ``outer_weights``, the surrogate's ``ratio * A``)
+        the meta-gradient, from cached activations (:mod:`dmrl.algos.maml_curvature`).
 
-        ``None`` lets the meta-optimizer differentiate the objective's KL twice (exact, generic);
-        for the supported MLP policies the same products come from cached activations
-        (:mod:`dmrl.algos.maml_curvature`), much faster.
+        ``None`` for a policy those products do not cover: the meta-optimizer then differentiates
+        the objective by autograd (exact, generic, slower).
         """
         fraction = self.meta_optimizer.fvp_subsample
         episodes = None if fraction >= 1 else max(1, math.ceil(fraction * valid.mask.shape[2]))
-        fvp = maml_kl_hvp(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes, lvc=self.lvc)
-        if fvp is None and episodes is not None:
+        products = maml_products(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes,
+                                 lvc=self.lvc, outer_weights=outer_weights)
+        if products is None and episodes is not None:
             raise ConfigError(f"meta_optimizer.fvp_subsample < 1 needs policy=gaussian_mlp or policy=maml_paper "
                               f"with a supported activation, got {type(self.policy).__name__}")
-        return fvp
+        return products
 
     # --- meta-test ---------------------------------------------------------------------------
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None) -> np.ndarray:

@@ -420,6 +420,130 @@ def _first_episodes(ep: Episodes, k: int | None) -> Episodes:
     return Episodes(ep.obs[:, :, :k], ep.actions[:, :, :k], ep.rewards[:, :, :k], ep.mask[:, :, :k])
 
 
+class MAMLProducts:
+    """Everything TRPO's outer step needs from one fixed point, from one pass over the batch.
+
+    ``fvp(v)`` is ``v -> H v`` for the Hessian ``H`` of MAML's mean post-adaptation KL at the
+    current meta-parameters (see the module docstring). ``meta_gradient()`` (when built with
+    ``outer_weights``) is the exact gradient of the post-adaptation surrogate
+    ``-mean_i masked_mean(ratio_i * A_i)`` with respect to the meta-parameters, at the current
+    point: ``sum_i J_i^T g_i`` with ``g_i`` the gradient at task ``i``'s adapted point of
+    ``-masked_mean(outer_weights_i * log pi) / N`` (``outer_weights = ratio * A``, held fixed: its
+    gradient is the surrogate's), and ``J_i^T`` applied as products with the full-batch inner
+    Hessians, in reverse order. That replaces back-propagation through the inner step's graph
+    (a second-order autograd pass over every sample) with one more Hessian-vector product.
+    """
+
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        act: Activation,
+        layout: _Layout,
+        train: Sequence[tuple[Episodes, Tensor]],
+        valid: Episodes,
+        inner_lr: float,
+        first_order: bool,
+        chunk: int | None,
+        episodes: int | None,
+        lvc: bool,
+        outer_weights: Tensor | None,
+    ) -> None:
+        self.layout, self.inner_lr = layout, float(inner_lr)
+        n = valid.mask.shape[1]
+        self.dtype = dtype = policy.log_std.dtype
+        chunk = chunk or n
+        # per chunk of tasks: (curvature steps, KL, gradient steps, outer gradient at the adapted point, size)
+        self.pipelines: list[tuple[list[_InnerStep], _KLCurvature, list[_InnerStep], _Dir | None, int]] = []
+        with torch.no_grad():
+            for lo in range(0, n, chunk):
+                hi = min(n, lo + chunk)
+                ws = _Workspace()  # shared by the chunk's steps: they run one after the other
+                P = layout.params(policy, hi - lo)
+                steps: list[_InnerStep] = []
+                grad_steps: list[_InnerStep] = []
+                for ep, adv in train:
+                    ep, adv = _slice_episodes(ep, lo, hi), adv[:, lo:hi]
+                    subsample = episodes is not None and episodes < ep.mask.shape[2]
+                    # the full batch's step: the adapted point, and the meta-gradient's J^T
+                    full_second = not first_order and (not subsample or outer_weights is not None)
+                    full = _InnerStep(P, ep, adv, act, policy.min_log_std, full_second, ws, lvc)
+                    if not first_order:
+                        if outer_weights is not None:
+                            grad_steps.append(full)
+                        # the curvature's step: the same, or from a subset at the same point
+                        steps.append(full if not subsample else _InnerStep(
+                            P, _first_episodes(ep, episodes), adv[:, :, :episodes], act, policy.min_log_std, True,
+                            ws, lvc))
+                    P = P.add_scaled(-inner_lr, full.grad)
+                    del full
+                valid_chunk = _slice_episodes(valid, lo, hi)
+                kl = _KLCurvature(P, _first_episodes(valid_chunk, episodes), act, policy.min_log_std, n, ws)
+                outer = None
+                if outer_weights is not None:
+                    outer = _InnerStep(P, valid_chunk, outer_weights[:, lo:hi] / n, act, policy.min_log_std, False, ws,
+                                       False).grad
+                self.pipelines.append((steps, kl, grad_steps, outer, hi - lo))
+
+    def fvp(self, v: Tensor) -> Tensor:
+        with torch.no_grad():
+            total = None
+            for steps, kl, _, _, size in self.pipelines:
+                V = self.layout.unflatten(v.to(self.dtype), size)
+                for step in steps:
+                    V = V.add_scaled(-self.inner_lr, step.hvp(V))
+                U = kl.fvp(V)
+                for step in reversed(steps):
+                    U = U.add_scaled(-self.inner_lr, step.hvp(U))
+                out = self.layout.flatten_task_sum(U)
+                total = out if total is None else total.add_(out)
+            return total.to(v.dtype)
+
+    def meta_gradient(self) -> Tensor:
+        with torch.no_grad():
+            total = None
+            for _, _, grad_steps, U, _ in self.pipelines:
+                if U is None:
+                    raise ValueError("meta_gradient() needs MAMLProducts built with outer_weights")
+                for step in reversed(grad_steps):
+                    U = U.add_scaled(-self.inner_lr, step.hvp(U))
+                out = self.layout.flatten_task_sum(U)
+                total = out if total is None else total.add_(out)
+            return total
+
+
+def maml_products(
+    policy: GaussianMLPPolicy,
+    train: Sequence[tuple[Episodes, Tensor]],
+    valid: Episodes,
+    inner_lr: float,
+    first_order: bool,
+    chunk: int | None = None,
+    episodes: int | None = None,
+    lvc: bool = False,
+    outer_weights: Tensor | None = None,
+) -> MAMLProducts | None:
+    """:class:`MAMLProducts` at the current meta-parameters, or ``None`` if the policy is not
+    supported (another policy class or activation).
+
+    ``train`` holds each inner step's episodes and advantages, ``valid`` the post-adaptation
+    episodes. Tasks are independent until the final sum; ``chunk`` tasks at a time (default: all)
+    bounds the memory of the cached arrays. ``episodes`` (default: all) estimates the curvature
+    from only the first that many episodes of each task, of every inner step and of the
+    post-adaptation batch (the subsampled Fisher of Schulman's TRPO: the metric needs no full
+    batch); the adapted points and the meta-gradient still come from every episode. ``lvc``: the
+    inner losses are ProMP's low-variance-curvature objective (same gradient, Hessian plus the
+    advantage-weighted outer products of the scores). ``outer_weights`` ``[T, N, B]``
+    (``ratio * A`` of the post-adaptation surrogate) enables :meth:`MAMLProducts.meta_gradient`.
+    """
+    if not isinstance(policy, GaussianMLPPolicy):
+        return None
+    act = _DERIVATIVES.get(policy.activation)
+    layout = _Layout(policy)
+    if act is None or not layout.ok:
+        return None
+    return MAMLProducts(policy, act, layout, train, valid, inner_lr, first_order, chunk, episodes, lvc, outer_weights)
+
+
 def maml_kl_hvp(
     policy: GaussianMLPPolicy,
     train: Sequence[tuple[Episodes, Tensor]],
@@ -430,62 +554,7 @@ def maml_kl_hvp(
     episodes: int | None = None,
     lvc: bool = False,
 ) -> Callable[[Tensor], Tensor] | None:
-    """``v -> H v`` for the Hessian ``H`` of MAML's mean post-adaptation KL at the current
-    meta-parameters (see the module docstring), or ``None`` if the policy is not supported.
-
-    ``train`` holds each inner step's episodes and advantages, ``valid`` the post-adaptation
-    episodes. Tasks are independent until the final sum; ``chunk`` tasks at a time (default: all)
-    bounds the memory of the cached arrays. ``episodes`` (default: all) estimates the curvature
-    from only the first that many episodes of each task, of every inner step and of the
-    post-adaptation batch (the subsampled Fisher of Schulman's TRPO: the metric needs no full
-    batch); the adapted points themselves still come from every episode. ``lvc``: the inner
-    losses are ProMP's low-variance-curvature objective (same gradient, Hessian plus the
-    advantage-weighted outer products of the scores).
-    """
-    if not isinstance(policy, GaussianMLPPolicy):
-        return None
-    act = _DERIVATIVES.get(policy.activation)
-    layout = _Layout(policy)
-    if act is None or not layout.ok:
-        return None
-    n = valid.mask.shape[1]
-    dtype = policy.log_std.dtype
-    chunk = chunk or n
-    pipelines: list[tuple[list[_InnerStep], _KLCurvature, int]] = []
-    with torch.no_grad():
-        for lo in range(0, n, chunk):
-            hi = min(n, lo + chunk)
-            ws = _Workspace()  # shared by the chunk's steps: they run one after the other
-            P = layout.params(policy, hi - lo)
-            steps: list[_InnerStep] = []
-            for ep, adv in train:
-                ep, adv = _slice_episodes(ep, lo, hi), adv[:, lo:hi]
-                subsample = episodes is not None and episodes < ep.mask.shape[2]
-                step = _InnerStep(P, ep, adv, act, policy.min_log_std, not (first_order or subsample), ws, lvc)
-                grad = step.grad
-                if subsample and not first_order:  # curvature from a subset, at the same point
-                    step = _InnerStep(P, _first_episodes(ep, episodes), adv[:, :, :episodes], act,
-                                      policy.min_log_std, True, ws, lvc)
-                P = P.add_scaled(-inner_lr, grad)
-                if not first_order:
-                    steps.append(step)
-                del step, grad
-            kl = _KLCurvature(P, _first_episodes(_slice_episodes(valid, lo, hi), episodes), act, policy.min_log_std,
-                              n, ws)
-            pipelines.append((steps, kl, hi - lo))
-
-    def fvp(v: Tensor) -> Tensor:
-        with torch.no_grad():
-            total = None
-            for steps, kl, size in pipelines:
-                V = layout.unflatten(v.to(dtype), size)
-                for step in steps:
-                    V = V.add_scaled(-inner_lr, step.hvp(V))
-                U = kl.fvp(V)
-                for step in reversed(steps):
-                    U = U.add_scaled(-inner_lr, step.hvp(U))
-                out = layout.flatten_task_sum(U)
-                total = out if total is None else total.add_(out)
-            return total.to(v.dtype)
-
-    return fvp
+    """``v -> H v`` of :class:`MAMLProducts` (see :func:`maml_products`), or ``None`` if the
+    policy is not supported."""
+    products = maml_products(policy, train, valid, inner_lr, first_order, chunk, episodes, lvc)
+    return None if products is None else products.fvp

@@ -21,6 +21,7 @@ from dmrl.optim.conjugate_gradient import conjugate_gradient
 
 Objective = Callable[[bool], tuple[Tensor, Tensor]]
 VectorProduct = Callable[[Tensor], Tensor]
+Gradient = Callable[[], tuple[Tensor, Tensor]]
 
 
 def _flat(grads: Sequence[Tensor]) -> Tensor:
@@ -55,13 +56,23 @@ class TRPO:
         self.ls_max_steps = int(ls_max_steps)
         self.ls_backtrack_ratio = float(ls_backtrack_ratio)
 
-    def step(self, params: Sequence[Tensor], objective: Objective, fvp: VectorProduct | None = None) -> dict[str, float]:
-        """One trust-region step on ``params`` in place; returns loss, KL and line-search figures."""
+    def step(self, params: Sequence[Tensor], objective: Objective, fvp: VectorProduct | None = None,
+             gradient: Gradient | None = None) -> dict[str, float]:
+        """One trust-region step on ``params`` in place; returns loss, KL and line-search figures.
+
+        ``gradient`` (with ``fvp``): ``() -> (loss, flat gradient)`` at the current point from an
+        algorithm that computes them exactly without autograd; ``objective`` then serves the line
+        search only.
+        """
         params = list(params)
-        loss, kl = objective(True)
+        if fvp is not None and gradient is not None:
+            loss, grad = gradient()
+        else:
+            loss, kl = objective(True)
         if not torch.isfinite(loss):
             raise NonFiniteError(f"surrogate loss is {loss.item()}")
-        grad = _flat(torch.autograd.grad(loss, params, retain_graph=fvp is None))
+        if fvp is None or gradient is None:
+            grad = _flat(torch.autograd.grad(loss, params, retain_graph=fvp is None))
         if not torch.isfinite(grad).all():
             raise NonFiniteError("meta-gradient is not finite")
         if fvp is None:

@@ -43,6 +43,7 @@ def test_train_then_eval_end_to_end(tmp_path, cli_env):
                 "hydra.run.dir=ev"], tmp_path, cli_env)
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["adapt_steps"] == [0, 1, 2]
+    assert report["step_sizes"] == [pytest.approx(0.1), pytest.approx(0.05)]  # the paper's 0.1, then 0.05
     assert len(report["return_mean"]) == len(report["return_ci95"]) == 3
     assert report["num_tasks"] == 6 and report["checkpoint"].endswith("last.pt")
     assert all(c > 0 for c in report["return_ci95"])
@@ -183,6 +184,7 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
 
 def test_eval_bad_options(tmp_path, cli_env):
     for args, key in ((["num_tasks=0", "checkpoint=x.pt"], "num_tasks"), (["adapt_steps=-1", "checkpoint=x.pt"], "adapt_steps"),
+                      (["later_lr_scale=0", "checkpoint=x.pt"], "later_lr_scale"),
                       ([], "checkpoint"), (["checkpoint=x.pt", "bogus=1"], "bogus")):
         proc = run(["dmrl-eval", *args], tmp_path, cli_env, ok=False)
         lines = proc.stderr.strip().splitlines()

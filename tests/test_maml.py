@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -88,6 +89,29 @@ def test_adaptation_improves_return_on_a_fixed_task():
     curve = algo.adaptation_curve(tasks, steps=1)
     assert curve.shape == (2, 4)
     assert curve[1].mean() > curve[0].mean()
+
+
+def test_adaptation_curve_takes_the_evaluation_step_sizes():
+    """Later test-time steps use ``inner_lr x later_lr_scale`` (the MAML paper: 0.1, then 0.05):
+    the curve equals sampling and adapting by hand with those step sizes."""
+    algo = make_maml(meta_batch=3, episodes=5, horizon=10)
+    tasks = algo.sample_tasks()
+    assert algo.step_sizes(3, 0.5) == [0.1, 0.05, 0.05] and algo.step_sizes(2) == [0.1, 0.1]
+    algo.sampler.seed(11)
+    curve = algo.adaptation_curve(tasks, steps=3, later_lr_scale=0.5)
+    algo.sampler.seed(11)
+    p, expected = algo._detached(algo.per_task()), []
+    for lr in (0.1, 0.05, 0.05, None):
+        ep = algo.sampler.sample(tasks, p)
+        expected.append(ep.task_returns.numpy())
+        if lr is not None:
+            grads = torch.autograd.grad(algo.inner_loss(p, ep, algo.advantages(ep)).sum(), list(p.values()))
+            p = {k: (v - lr * g).detach().requires_grad_() for (k, v), g in zip(p.items(), grads)}
+    assert curve.shape == (4, 3)
+    assert np.allclose(curve, np.stack(expected), atol=1e-5)
+    algo.sampler.seed(11)
+    same_size = algo.adaptation_curve(tasks, steps=3)  # scale 1: a different curve after step 1
+    assert np.allclose(same_size[:2], curve[:2], atol=1e-5) and not np.allclose(same_size[2:], curve[2:])
 
 
 def test_lvc_inner_loss_adds_the_score_outer_products_to_the_hessian(float64):

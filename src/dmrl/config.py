@@ -123,6 +123,7 @@ EVAL_RULES: dict[str, Rule] = {
     "checkpoint": Rule(lambda v: isinstance(v, str) and v != "", "a checkpoint path (checkpoint=PATH)", required=True),
     "num_tasks": int_at_least(1),
     "adapt_steps": int_at_least(0),
+    "later_lr_scale": POSITIVE,
     "seed": int_at_least(0),
     "episodes": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,

@@ -26,10 +26,11 @@ def summarize(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None,
-             recorder=None) -> dict:
+             recorder=None, later_lr_scale: float = 1.0) -> dict:
     """The adaptation curve on ``num_tasks`` held-out tasks.
 
-    Gradient-based learners (MAML) report the return after 0..``adapt_steps`` inner steps;
+    Gradient-based learners (MAML) report the return after 0..``adapt_steps`` inner steps (after
+    the first, of ``later_lr_scale`` times the training step size);
     context-based ones (RL²) the return of each episode of a trial (:func:`evaluate_trials`).
 
     ``recorder`` (a :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the
@@ -44,12 +45,13 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
     if recorder is not None:
         sampler.env = recorder
     try:
-        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes)  # [K + 1, num_tasks]
+        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes, later_lr_scale)  # [K + 1, num_tasks]
     finally:
         sampler.env = env
     mean, ci = summarize(curve)
     return {
         "adapt_steps": list(range(adapt_steps + 1)),
+        "step_sizes": parts.algo.step_sizes(adapt_steps, later_lr_scale),
         "return_mean": [float(x) for x in mean],
         "return_ci95": [float(x) for x in ci],
         "num_tasks": int(num_tasks),
@@ -99,9 +101,10 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
         return paths
     with open(paths[1], "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["adapt_steps", "return_mean", "return_ci95", "num_tasks"])
-        for k, m, c in zip(result["adapt_steps"], result["return_mean"], result["return_ci95"]):
-            w.writerow([k, f"{m:.6g}", f"{c:.6g}", result["num_tasks"]])
+        w.writerow(["adapt_steps", "return_mean", "return_ci95", "num_tasks", "last_step_size"])
+        sizes = ["", *result["step_sizes"]]
+        for k, m, c, size in zip(result["adapt_steps"], result["return_mean"], result["return_ci95"], sizes):
+            w.writerow([k, f"{m:.6g}", f"{c:.6g}", result["num_tasks"], size])
     plot_adaptation(result, paths[2])
     return paths
 
@@ -167,9 +170,10 @@ def plot_trials(result: dict, path: Path) -> None:
 def format_table(result: dict) -> str:
     if "trial_return_mean" in result:
         return _format_trial_table(result)
-    lines = [f"{'steps':>5}  {'return':>10}  {'ci95':>8}"]
-    for k, m, c in zip(result["adapt_steps"], result["return_mean"], result["return_ci95"]):
-        lines.append(f"{k:>5}  {m:>10.3f}  {c:>8.3f}")
+    lines = [f"{'steps':>5}  {'last step':>9}  {'return':>10}  {'ci95':>8}"]
+    sizes = ["", *(f"{x:g}" for x in result["step_sizes"])]
+    for k, size, m, c in zip(result["adapt_steps"], sizes, result["return_mean"], result["return_ci95"]):
+        lines.append(f"{k:>5}  {size:>9}  {m:>10.3f}  {c:>8.3f}")
     return "\n".join(lines)
 
 

@@ -108,12 +108,15 @@ class MAML:
         n = self.meta_batch_size if n is None else n
         return {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in self.policy.params().items()}
 
-    def adapt(self, params: Params, ep: Episodes, adv: Tensor, create_graph: bool) -> dict[str, Tensor]:
-        """One inner policy-gradient step for every task at once (Finn et al. 2017, eq. 1)."""
+    def adapt(self, params: Params, ep: Episodes, adv: Tensor, create_graph: bool,
+              lr: float | None = None) -> dict[str, Tensor]:
+        """One inner policy-gradient step (of size ``lr``, default ``inner_lr``) for every task at
+        once (Finn et al. 2017, eq. 1)."""
+        lr = self.inner_lr if lr is None else lr
         with torch.enable_grad():
             loss = self.inner_loss(params, ep, adv).sum()
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-        return {k: p - self.inner_lr * g for (k, p), g in zip(params.items(), grads)}
+        return {k: p - lr * g for (k, p), g in zip(params.items(), grads)}
 
     @staticmethod
     def _detached(params: Params) -> dict[str, Tensor]:
@@ -187,16 +190,24 @@ class MAML:
         return products
 
     # --- meta-test ---------------------------------------------------------------------------
-    def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None) -> np.ndarray:
-        """Mean episode return of each task after 0..``steps`` inner steps.  # [steps + 1, N]"""
+    def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list[float]:
+        """Inner step sizes of ``steps`` test-time steps: ``inner_lr``, then ``inner_lr x
+        later_lr_scale`` (the MAML paper evaluates with 0.1, then 0.05)."""
+        return [self.inner_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
+
+    def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
+                         later_lr_scale: float = 1.0) -> np.ndarray:
+        """Mean episode return of each task after 0..``steps`` inner steps of the sizes
+        :meth:`step_sizes` gives.  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
         p = self._detached(self.per_task(n))
+        lrs = self.step_sizes(steps, later_lr_scale)
         curve = []
         for k in range(steps + 1):
             ep = self.sampler.sample(tasks, p, episodes)
             curve.append(ep.task_returns.cpu().numpy())
             if k < steps:
-                p = self._detached(self.adapt(p, ep, self.advantages(ep), create_graph=False))
+                p = self._detached(self.adapt(p, ep, self.advantages(ep), create_graph=False, lr=lrs[k]))
         return np.stack(curve)
 
     # --- state -------------------------------------------------------------------------------

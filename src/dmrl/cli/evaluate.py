@@ -31,7 +31,7 @@ def eval_job(cfg: DictConfig) -> dict:
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
     result = evaluate(parts, num_tasks=int(cfg.num_tasks), adapt_steps=int(cfg.adapt_steps), seed=int(cfg.seed),
-                      episodes=cfg.episodes, recorder=recorder)
+                      episodes=cfg.episodes, recorder=recorder, later_lr_scale=float(cfg.later_lr_scale))
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if recorder is not None:

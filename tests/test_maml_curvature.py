@@ -148,7 +148,7 @@ def test_fvp_wide_observations_and_actions(obs_dim, act_dim, first_order):
     kl = masked_mean(policy.kl(old_mean, old_log_std, mean, log_std), valid.mask, (0, 2)).mean()
     params = list(policy.parameters())
     ref = kl_hessian_vector_product(kl, params)
-    fvp = curvature.maml_kl_hvp(policy, train, valid, algo.inner_lr, first_order)
+    fvp = curvature.maml_products(policy, train, valid, algo.inner_lr, first_order).fvp
     _assert_same_products(fvp, ref, sum(p.numel() for p in params))
 
 
@@ -170,8 +170,11 @@ def test_fvp_in_task_chunks_and_with_finished_episodes():
     ref = kl_hessian_vector_product(kl, cap.params)
     n = sum(p.numel() for p in cap.params)
     _assert_same_products(cap.fvp, ref, n)
-    chunked = curvature.maml_kl_hvp(algo.policy, seen["train"], seen["valid"], algo.inner_lr, False, chunk=3)
-    _assert_same_products(chunked, ref, n)
+    weights = torch.randn(seen["valid"].mask.shape, generator=g) * seen["valid"].mask
+    whole, chunked = (curvature.maml_products(algo.policy, seen["train"], seen["valid"], algo.inner_lr, False,
+                                              chunk=c, outer_weights=weights) for c in (None, 3))
+    _assert_same_products(chunked.fvp, ref, n)
+    assert torch.allclose(chunked.meta_gradient(), whole.meta_gradient(), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("inner_steps, first_order", [(1, False), (2, False), (1, True)])
@@ -207,7 +210,7 @@ def test_fvp_against_finite_differences_of_the_kl_gradient(inner_steps, first_or
         kl = masked_mean(policy.kl(old_mean, old_log_std, mean, log_std), valid.mask, (0, 2)).mean()
         return parameters_to_vector(torch.autograd.grad(kl, params))
 
-    fvp = curvature.maml_kl_hvp(policy, train, valid, algo.inner_lr, first_order)
+    fvp = curvature.maml_products(policy, train, valid, algo.inner_lr, first_order).fvp
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     eps = 1e-5
     fd = (kl_grad(theta + eps * v) - kl_grad(theta - eps * v)) / (2 * eps)
@@ -245,7 +248,7 @@ def test_subsampled_fvp_is_the_curvature_of_the_first_episodes_at_the_full_batch
     n = sum(p.numel() for p in cap.params)
     _assert_same_products(cap.fvp, ref, n)
     # and it is not the full-batch curvature
-    full_fvp = curvature.maml_kl_hvp(algo.policy, seen["train"], seen["valid"], algo.inner_lr, first_order)
+    full_fvp = curvature.maml_products(algo.policy, seen["train"], seen["valid"], algo.inner_lr, first_order).fvp
     v = torch.randn(n, generator=torch.Generator().manual_seed(4))
     assert (full_fvp(v) - cap.fvp(v)).norm() > 1e-3 * full_fvp(v).norm()
 

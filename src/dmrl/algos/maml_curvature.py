@@ -13,7 +13,7 @@ for first-order MAML) and ``F_i`` the Hessian of task ``i``'s share of the mean 
 point. For a Gaussian with a state-independent log-std, ``F_i`` is the Gauss-Newton (Fisher) form:
 ``J_mu^T diag(w / sigma^2) J_mu`` on the network and ``2 w`` on each (unclamped) log-std entry.
 
-Everything is evaluated at one fixed point per TRPO step, so :func:`maml_kl_hvp` runs the MLP
+Everything is evaluated at one fixed point per TRPO step, so :func:`maml_products` runs the MLP
 forward (and the inner losses' backward) once, caches activations and their derivatives, and each
 product is then a handful of batched matrix products over the task axis and elementwise products:
 
@@ -484,31 +484,33 @@ class MAMLProducts:
                                        False).grad
                 self.pipelines.append((steps, kl, grad_steps, outer, hi - lo))
 
+    def _chain(self, steps, V: _Dir) -> _Dir:
+        """``V`` through the inner steps' Jacobians ``I - a H``, in the order of ``steps``."""
+        for step in steps:
+            V = V.add_scaled(-self.inner_lr, step.hvp(V))
+        return V
+
+    @staticmethod
+    def _sum(chunks) -> Tensor:
+        total = None
+        for out in chunks:
+            total = out if total is None else total.add_(out)
+        return total
+
     def fvp(self, v: Tensor) -> Tensor:
+        def chunk(steps: list[_InnerStep], kl: _KLCurvature, size: int) -> Tensor:
+            JV = self._chain(steps, self.layout.unflatten(v.to(self.dtype), size))
+            return self.layout.flatten_task_sum(self._chain(reversed(steps), kl.fvp(JV)))  # J^T F J v
+
         with torch.no_grad():
-            total = None
-            for steps, kl, _, _, size in self.pipelines:
-                V = self.layout.unflatten(v.to(self.dtype), size)
-                for step in steps:
-                    V = V.add_scaled(-self.inner_lr, step.hvp(V))
-                U = kl.fvp(V)
-                for step in reversed(steps):
-                    U = U.add_scaled(-self.inner_lr, step.hvp(U))
-                out = self.layout.flatten_task_sum(U)
-                total = out if total is None else total.add_(out)
-            return total.to(v.dtype)
+            return self._sum(chunk(steps, kl, size) for steps, kl, _, _, size in self.pipelines).to(v.dtype)
 
     def meta_gradient(self) -> Tensor:
+        if any(outer is None for *_, outer, _ in self.pipelines):
+            raise ValueError("meta_gradient() needs MAMLProducts built with outer_weights")
         with torch.no_grad():
-            total = None
-            for _, _, grad_steps, U, _ in self.pipelines:
-                if U is None:
-                    raise ValueError("meta_gradient() needs MAMLProducts built with outer_weights")
-                for step in reversed(grad_steps):
-                    U = U.add_scaled(-self.inner_lr, step.hvp(U))
-                out = self.layout.flatten_task_sum(U)
-                total = out if total is None else total.add_(out)
-            return total
+            return self._sum(self.layout.flatten_task_sum(self._chain(reversed(grad_steps), outer))
+                             for _, _, grad_steps, outer, _ in self.pipelines)
 
 
 def maml_products(
@@ -543,18 +545,3 @@ def maml_products(
         return None
     return MAMLProducts(policy, act, layout, train, valid, inner_lr, first_order, chunk, episodes, lvc, outer_weights)
 
-
-def maml_kl_hvp(
-    policy: GaussianMLPPolicy,
-    train: Sequence[tuple[Episodes, Tensor]],
-    valid: Episodes,
-    inner_lr: float,
-    first_order: bool,
-    chunk: int | None = None,
-    episodes: int | None = None,
-    lvc: bool = False,
-) -> Callable[[Tensor], Tensor] | None:
-    """``v -> H v`` of :class:`MAMLProducts` (see :func:`maml_products`), or ``None`` if the
-    policy is not supported."""
-    products = maml_products(policy, train, valid, inner_lr, first_order, chunk, episodes, lvc)
-    return None if products is None else products.fvp

@@ -66,12 +66,12 @@ def test_point_nav_dynamics_by_hand():
 
 def test_point_nav_normalized_actions_scale_to_the_velocity_bound():
     """MAML's original code (rllab's ``normalize``): actions in [-1, 1] are velocities in [-0.1, 0.1]."""
-    env = PointNav(horizon=100)  # normalize_actions=True is the default
+    env = PointNav(horizon=100, normalize_actions=True)  # the config's default (the class keeps the old raw one)
     env.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=3)
     obs, reward, _ = env.step(torch.tensor([[[0.5, -0.25], [3.0, -7.0], [-1.0, 1.0]]]))
     assert torch.allclose(obs[0], torch.tensor([[0.05, -0.025], [0.1, -0.1], [-0.1, 0.1]]))
     assert torch.allclose(reward[0, 0], -torch.tensor([0.25, 0.175]).norm())
-    raw = PointNav(horizon=100, normalize_actions=False)
+    raw = PointNav(horizon=100)
     raw.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=1)
     assert torch.allclose(raw.step(torch.tensor([[[0.5, -0.025]]]))[0][0, 0], torch.tensor([0.1, -0.025]))
 

@@ -69,3 +69,16 @@ def test_eval_config_requires_a_checkpoint():
         cfg = compose(config_name="eval")
     with pytest.raises(Exception, match="checkpoint"):
         validate(cfg, EVAL_RULES)
+
+
+def test_point_nav_action_units_of_new_and_old_configs():
+    """New configs act in normalized units; a config stored before ``env.normalize_actions`` existed
+    (an older checkpoint's) rebuilds the raw-velocity env it was trained on."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose_train(["device=cpu"])
+    assert build(cfg).env.action_scale == pytest.approx(0.1)
+    with open_dict(cfg):
+        del cfg.env.normalize_actions
+    old = OmegaConf.create(OmegaConf.to_container(cfg))
+    assert build(old).env.action_scale == 1.0

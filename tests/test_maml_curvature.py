@@ -285,6 +285,18 @@ def test_meta_gradient_equals_autograd_through_the_inner_steps(float64, activati
     assert (grad - ref).norm() < 1e-9 * ref.norm()
 
 
+@pytest.mark.parametrize("subsample", [1.0, 0.5])
+def test_meta_gradient_in_float32_matches_autograd(subsample):
+    """The production dtype: float32 round-off only (no conjugate gradient to amplify it)."""
+    algo = _maml("tanh", inner_steps=1, optimizer=_Capture(subsample), episodes=6)
+    cap, _ = _captured_step(algo)
+    loss, grad = cap.gradient()
+    ref_loss, _ = cap.objective(True)
+    ref = torch.cat([x.reshape(-1) for x in torch.autograd.grad(ref_loss, cap.params)])
+    assert grad.dtype == torch.float32 and loss.item() == pytest.approx(ref_loss.item(), abs=1e-6)
+    assert (grad - ref).norm() < 1e-4 * ref.norm()
+
+
 def test_meta_step_takes_the_same_trpo_step_as_autograd(float64):
     """In float64: CG on a tiny problem amplifies float32 round-off past any tolerance that would
     still tell two different steps apart."""

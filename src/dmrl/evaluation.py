@@ -102,7 +102,7 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
     with open(paths[1], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["adapt_steps", "return_mean", "return_ci95", "num_tasks", "last_step_size"])
-        sizes = ["", *result["step_sizes"]]
+        sizes = _last_step_sizes(result)
         for k, m, c, size in zip(result["adapt_steps"], result["return_mean"], result["return_ci95"], sizes):
             w.writerow([k, f"{m:.6g}", f"{c:.6g}", result["num_tasks"], size])
     plot_adaptation(result, paths[2])
@@ -167,11 +167,18 @@ def plot_trials(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _last_step_sizes(result: dict) -> list:
+    """Size of the inner step that led to each point of the curve: none before the first, and none
+    known for an eval.json written before ``step_sizes`` existed."""
+    sizes = ["", *result.get("step_sizes", [])]
+    return sizes + [""] * (len(result["adapt_steps"]) - len(sizes))
+
+
 def format_table(result: dict) -> str:
     if "trial_return_mean" in result:
         return _format_trial_table(result)
     lines = [f"{'steps':>5}  {'last step':>9}  {'return':>10}  {'ci95':>8}"]
-    sizes = ["", *(f"{x:g}" for x in result["step_sizes"])]
+    sizes = [f"{x:g}" if x != "" else "" for x in _last_step_sizes(result)]
     for k, size, m, c in zip(result["adapt_steps"], sizes, result["return_mean"], result["return_ci95"]):
         lines.append(f"{k:>5}  {size:>9}  {m:>10.3f}  {c:>8.3f}")
     return "\n".join(lines)

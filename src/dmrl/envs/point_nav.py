@@ -7,11 +7,13 @@ says squared distance while both reference codes use the plain norm: dmrl's defa
 within 0.01 of the goal or at the horizon (100).
 
 Action units: MAML's original code wraps the env in rllab's ``normalize``, so its policy acts in
-``[-1, 1]`` per axis and the env scales that to ``[-0.1, 0.1]`` (``env.normalize_actions=true``, dmrl's
-default); a widely used PyTorch port feeds the policy's action to the env as the velocity itself,
-clipped (``env.normalize_actions=false``). The dynamics and rewards are the same; what differs is the
-scale the Gaussian policy explores and adapts in (a unit standard deviation is the whole action
-range in the first, ten times it in the second).
+``[-1, 1]`` per axis and the env scales that to ``[-0.1, 0.1]`` (``env.normalize_actions=true``, the
+default of dmrl's config); a widely used PyTorch port feeds the policy's action to the env as the
+velocity itself, clipped (``env.normalize_actions=false``, the classes' default, so that a
+checkpoint saved before the option existed, whose config lacks the key, is rebuilt as it was
+trained). The dynamics and rewards are the same; what differs is the scale the Gaussian policy
+explores and adapts in (a unit standard deviation is the whole action range in the first, ten
+times it in the second).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class PointNav(BatchedEnv):
     act_dim = 2
 
     def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01,
-                 reward: str = "distance", normalize_actions: bool = True, device: str = "cpu") -> None:
+                 reward: str = "distance", normalize_actions: bool = False, device: str = "cpu") -> None:
         super().__init__(horizon, device)
         if reward not in REWARDS:
             raise ConfigError(f"env.reward must be one of {', '.join(REWARDS)}, got {reward!r}")
@@ -74,7 +76,7 @@ class PointNavEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, horizon: int = 100, task: dict | None = None, normalize_actions: bool = True) -> None:
+    def __init__(self, horizon: int = 100, task: dict | None = None, normalize_actions: bool = False) -> None:
         self._env = PointNav(horizon=horizon, normalize_actions=normalize_actions)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         bound = 1.0 if normalize_actions else self._env.max_action

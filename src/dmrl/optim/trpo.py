@@ -65,13 +65,15 @@ class TRPO:
         search only.
         """
         params = list(params)
-        if fvp is not None and gradient is not None:
+        if gradient is not None and fvp is None:
+            raise ValueError("TRPO.step: a hand-computed gradient needs its curvature products (fvp) too")
+        if gradient is not None:
             loss, grad = gradient()
         else:
             loss, kl = objective(True)
         if not torch.isfinite(loss):
             raise NonFiniteError(f"surrogate loss is {loss.item()}")
-        if fvp is None or gradient is None:
+        if gradient is None:
             grad = _flat(torch.autograd.grad(loss, params, retain_graph=fvp is None))
         if not torch.isfinite(grad).all():
             raise NonFiniteError("meta-gradient is not finite")

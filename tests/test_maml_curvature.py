@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import dmrl.algos.maml_curvature as curvature
@@ -70,6 +71,32 @@ def _captured_step(algo: MAML) -> tuple[_Capture, dict]:
     algo.curvature = record
     algo.meta_step()
     return algo.meta_optimizer, seen
+
+
+def _ragged(algo: MAML, seed: int, empty_first_task: bool = False) -> None:
+    """Make the sampler's episodes end at random lengths (a task with no live step at all if
+    ``empty_first_task``), as early goal hits and varied lengths do."""
+    sample, g = algo.sampler.sample, torch.Generator().manual_seed(seed)
+
+    def ragged(*args, **kwargs):
+        ep = sample(*args, **kwargs)
+        T, N, B = ep.mask.shape
+        length = torch.randint(0 if empty_first_task else 1, T + 1, (N, B), generator=g)
+        if empty_first_task:
+            length[0] = 0
+        mask = ep.mask * (torch.arange(T)[:, None, None] < length[None]).to(ep.mask.dtype)
+        return Episodes(ep.obs, ep.actions, ep.rewards * mask, mask)
+
+    algo.sampler.sample = ragged
+
+
+def _hand_and_autograd_gradients(cap: _Capture) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The captured hand-written (loss, meta-gradient) and autograd's through ``objective(True)``."""
+    assert cap.gradient is not None, "the fast path should handle this policy"
+    loss, grad = cap.gradient()
+    ref_loss, _ = cap.objective(True)
+    ref = torch.cat([x.reshape(-1) for x in torch.autograd.grad(ref_loss, cap.params)])
+    return loss, grad, ref_loss, ref
 
 
 def _assert_same_products(fvp, ref, n_params: int, device="cpu", tol=1e-5, vectors=3) -> None:
@@ -154,23 +181,13 @@ def test_fvp_wide_observations_and_actions(obs_dim, act_dim, first_order):
 
 def test_fvp_in_task_chunks_and_with_finished_episodes():
     algo = _maml("tanh", inner_steps=2, tasks=4)
-    sample, g = algo.sampler.sample, torch.Generator().manual_seed(3)
-
-    def ragged(*args, **kwargs):  # episodes of random lengths, and a task with no live step at all
-        ep = sample(*args, **kwargs)
-        T, N, B = ep.mask.shape
-        length = torch.randint(0, T + 1, (N, B), generator=g)
-        length[0] = 0
-        mask = ep.mask * (torch.arange(T)[:, None, None] < length[None]).to(ep.mask.dtype)
-        return Episodes(ep.obs, ep.actions, ep.rewards * mask, mask)
-
-    algo.sampler.sample = ragged
+    _ragged(algo, seed=3, empty_first_task=True)
     cap, seen = _captured_step(algo)
     _, kl = cap.objective(True)
     ref = kl_hessian_vector_product(kl, cap.params)
     n = sum(p.numel() for p in cap.params)
     _assert_same_products(cap.fvp, ref, n)
-    weights = torch.randn(seen["valid"].mask.shape, generator=g) * seen["valid"].mask
+    weights = torch.randn(seen["valid"].mask.shape, generator=torch.Generator().manual_seed(3)) * seen["valid"].mask
     whole, chunked = (curvature.maml_products(algo.policy, seen["train"], seen["valid"], algo.inner_lr, False,
                                               chunk=c, outer_weights=weights) for c in (None, 3))
     _assert_same_products(chunked.fvp, ref, n)
@@ -266,20 +283,8 @@ def test_meta_gradient_equals_autograd_through_the_inner_steps(float64, activati
     gradient always uses every episode) and with ragged episodes."""
     algo = _maml(activation, inner_steps=inner_steps, first_order=first_order, optimizer=_Capture(subsample),
                  inner_estimator=inner_estimator, episodes=6)
-    sample, g = algo.sampler.sample, torch.Generator().manual_seed(5)
-
-    def ragged(*args, **kwargs):
-        ep = sample(*args, **kwargs)
-        T, N, B = ep.mask.shape
-        mask = ep.mask * (torch.arange(T)[:, None, None] < torch.randint(1, T + 1, (N, B), generator=g)[None])
-        return Episodes(ep.obs, ep.actions, ep.rewards * mask, mask)
-
-    algo.sampler.sample = ragged
-    cap, _ = _captured_step(algo)
-    assert cap.gradient is not None
-    loss, grad = cap.gradient()
-    ref_loss, _ = cap.objective(True)
-    ref = torch.cat([x.reshape(-1) for x in torch.autograd.grad(ref_loss, cap.params)])
+    _ragged(algo, seed=5)
+    loss, grad, ref_loss, ref = _hand_and_autograd_gradients(_captured_step(algo)[0])
     assert loss.item() == pytest.approx(ref_loss.item(), abs=1e-12)
     assert grad.shape == ref.shape and ref.norm() > 0
     assert (grad - ref).norm() < 1e-9 * ref.norm()
@@ -289,10 +294,7 @@ def test_meta_gradient_equals_autograd_through_the_inner_steps(float64, activati
 def test_meta_gradient_in_float32_matches_autograd(subsample):
     """The production dtype: float32 round-off only (no conjugate gradient to amplify it)."""
     algo = _maml("tanh", inner_steps=1, optimizer=_Capture(subsample), episodes=6)
-    cap, _ = _captured_step(algo)
-    loss, grad = cap.gradient()
-    ref_loss, _ = cap.objective(True)
-    ref = torch.cat([x.reshape(-1) for x in torch.autograd.grad(ref_loss, cap.params)])
+    loss, grad, ref_loss, ref = _hand_and_autograd_gradients(_captured_step(algo)[0])
     assert grad.dtype == torch.float32 and loss.item() == pytest.approx(ref_loss.item(), abs=1e-6)
     assert (grad - ref).norm() < 1e-4 * ref.norm()
 

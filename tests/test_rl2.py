@@ -29,8 +29,10 @@ def replay(parts, batch: Trials) -> tuple[torch.Tensor, torch.Tensor]:
         return parts.policy.log_prob(head, batch.flat("actions")), values
 
 
-def test_bandit_trials_carry_the_hidden_state_across_episodes():
-    parts = parts_for("env=bandit", "algo.meta_batch_size=6", "algo.trials_per_task=3", "algo.episodes_per_trial=7")
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_bandit_trials_carry_the_hidden_state_across_episodes(critic):
+    parts = parts_for("env=bandit", "algo.meta_batch_size=6", "algo.trials_per_task=3", "algo.episodes_per_trial=7",
+                      f"policy.critic={critic}")
     tasks = parts.tasks.sample(6, np.random.default_rng(0))
     batch = parts.algo.sampler.sample(tasks)
     assert batch.inputs.shape == (7, 6, 3, 1 + 5 + 2) and batch.mask.all()
@@ -45,10 +47,12 @@ def test_bandit_trials_carry_the_hidden_state_across_episodes():
     torch.testing.assert_close(batch.episode_returns, r)
 
 
-def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted():
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(critic):
     # A goal radius of 0.15 around goals near the start ends many episodes early, at different times.
     parts = parts_for("env=point_nav", "env.horizon=12", "env.goal_radius=0.15", "tasks.low=-0.2", "tasks.high=0.2",
-                      "algo.meta_batch_size=5", "algo.trials_per_task=4", "algo.episodes_per_trial=3")
+                      "algo.meta_batch_size=5", "algo.trials_per_task=4", "algo.episodes_per_trial=3",
+                      f"policy.critic={critic}")
     tasks = parts.tasks.sample(5, np.random.default_rng(1))
     batch = parts.algo.sampler.sample(tasks)
     lengths = batch.mask.sum(0)
@@ -220,3 +224,63 @@ def test_truncated_bptt_keeps_outputs_and_cuts_gradients():
     (g_full,) = torch.autograd.grad(full_v[-1].sum(), x)
     (g_cut,) = torch.autograd.grad(cut_v[-1].sum(), x)
     assert g_full[0].abs().sum() > 0 and torch.all(g_cut[:4] == 0) and g_cut[4:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("head_hidden", [0, 6])
+def test_separate_critic_keeps_value_and_policy_gradients_apart(head_hidden):
+    from dmrl.policies.recurrent import RecurrentPolicy
+
+    torch.manual_seed(0)
+    policy = RecurrentPolicy(obs_dim=3, act_dim=1, num_actions=4, hidden_size=8, critic="separate",
+                             head_hidden=head_hidden)
+    assert sum(isinstance(m, torch.nn.Tanh) for m in policy.modules()) == (2 if head_hidden else 0)
+    assert policy.initial_state(5, torch.device("cpu")).shape == (5, 16)
+    x = torch.randn(6, 5, policy.input_dim)
+    head, values = policy(x)
+    actor = [p for n, p in policy.named_parameters() if n.startswith(("gru.", "pi."))]
+    critic = [p for n, p in policy.named_parameters() if n.startswith(("critic_gru.", "v."))]
+    assert len(actor) + len(critic) == len(list(policy.parameters()))
+    value_grads = torch.autograd.grad(values.sum(), actor + critic, allow_unused=True)
+    assert all(g is None for g in value_grads[: len(actor)]) and all(g.abs().sum() > 0 for g in value_grads[len(actor):])
+    head_grads = torch.autograd.grad(head.sum(), actor + critic, allow_unused=True)
+    assert all(g.abs().sum() > 0 for g in head_grads[: len(actor)]) and all(g is None for g in head_grads[len(actor):])
+    # Stepping one step at a time through the stacked state gives the whole-sequence outputs.
+    h, heads, vals = policy.initial_state(5, x.device), [], []
+    with torch.no_grad():
+        for t in range(6):
+            hd, v, h = policy.step(x[t], h)
+            heads.append(hd)
+            vals.append(v)
+    torch.testing.assert_close(torch.stack(heads), head.detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.stack(vals), values.detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_update_gate_bias_shifts_only_the_update_gates():
+    from dmrl.policies.recurrent import RecurrentPolicy
+
+    torch.manual_seed(0)
+    plain = RecurrentPolicy(obs_dim=3, act_dim=1, num_actions=4, hidden_size=8, critic="separate")
+    torch.manual_seed(0)
+    biased = RecurrentPolicy(obs_dim=3, act_dim=1, num_actions=4, hidden_size=8, critic="separate",
+                             update_gate_bias=1.5)
+    expected = torch.zeros(24)
+    expected[8:16] = 1.5  # gates (r, z, n): z only
+    for name in ("gru", "critic_gru"):
+        a, b = getattr(plain, name), getattr(biased, name)
+        torch.testing.assert_close(b.bias_hh_l0 - a.bias_hh_l0, expected)
+        assert torch.equal(a.bias_ih_l0, b.bias_ih_l0) and torch.equal(a.weight_hh_l0, b.weight_hh_l0)
+    # PyTorch's GRU: h' = (1 - z) n + z h. With the input and recurrent weights zeroed, h' - h
+    # = (1 - z)(n - h), so the biased units move less from their state.
+    x, h0 = torch.zeros(1, 1, plain.input_dim), torch.full((1, 1, 8), 0.5)
+    moves = []
+    for p in (plain, biased):
+        with torch.no_grad():
+            p.gru.weight_hh_l0.zero_()
+            p.gru.weight_ih_l0.zero_()
+            z = torch.sigmoid(p.gru.bias_ih_l0[8:16] + p.gru.bias_hh_l0[8:16])
+            n = torch.tanh(p.gru.bias_ih_l0[16:] + torch.sigmoid(p.gru.bias_ih_l0[:8] + p.gru.bias_hh_l0[:8]) *
+                           p.gru.bias_hh_l0[16:])
+            h1 = p.gru(x, h0)[1]
+            torch.testing.assert_close(h1.view(8), (1 - z) * n + z * 0.5)
+            moves.append((1 - z).mean())
+    assert moves[1] < moves[0]

@@ -21,26 +21,44 @@ _LOG_2PI_E = math.log(2 * math.pi * math.e)
 
 class RecurrentPolicy(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, num_actions: int | None = None, hidden_size: int = 256,
-                 init_std: float = 1.0) -> None:
+                 init_std: float = 1.0, critic: str = "shared", update_gate_bias: float = 0.0,
+                 head_hidden: int = 0) -> None:
         super().__init__()
         if int(hidden_size) < 1:
             raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
         if init_std <= 0:
             raise ConfigError(f"policy.init_std must be > 0, got {init_std}")
+        if critic not in ("shared", "separate"):
+            raise ConfigError(f"policy.critic must be one of shared, separate, got {critic!r}")
+        if int(head_hidden) < 0:
+            raise ConfigError(f"policy.head_hidden must be an integer >= 0, got {head_hidden}")
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions
         self.discrete = num_actions is not None
         self.action_features = num_actions if self.discrete else act_dim
         self.input_dim = obs_dim + self.action_features + 2
         self.hidden_size = int(hidden_size)
+        self.critic = critic
         self.gru = nn.GRU(self.input_dim, self.hidden_size)
-        self.pi = nn.Linear(self.hidden_size, self.action_features)
-        self.v = nn.Linear(self.hidden_size, 1)
+        # A separate critic reads the same inputs with a GRU of its own, so the value loss shapes
+        # none of the policy's memory; its hidden state is stored after the policy's.
+        self.critic_gru = nn.GRU(self.input_dim, self.hidden_size) if critic == "separate" else None
+        self.state_size = self.hidden_size * (2 if self.critic_gru is not None else 1)
+        for gru in (self.gru, self.critic_gru):
+            if gru is not None and update_gate_bias:
+                # GRU update: h' = (1 - z) n + z h, gates ordered (r, z, n). A positive bias on z
+                # starts every unit closer to keeping its state over the 100-step trials (as the
+                # LSTM forget-gate bias of Jozefowicz et al. 2015).
+                with torch.no_grad():
+                    gru.bias_hh_l0[self.hidden_size : 2 * self.hidden_size] += float(update_gate_bias)
         # Small initial policy logits/means keep the first trials close to uniform exploration
         # (the PPO implementation details of Huang et al. 2022).
-        nn.init.orthogonal_(self.pi.weight, gain=0.01)
-        nn.init.zeros_(self.pi.bias)
-        nn.init.orthogonal_(self.v.weight, gain=1.0)
-        nn.init.zeros_(self.v.bias)
+        self.pi = _head(self.hidden_size, int(head_hidden), self.action_features)
+        self.v = _head(self.hidden_size, int(head_hidden), 1)
+        for head, gain in ((self.pi, 0.01), (self.v, 1.0)):
+            *hidden, last = [m for m in head.modules() if isinstance(m, nn.Linear)]
+            for layer, g in [*((h, math.sqrt(2)) for h in hidden), (last, gain)]:
+                nn.init.orthogonal_(layer.weight, gain=g)
+                nn.init.zeros_(layer.bias)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
 
@@ -56,13 +74,17 @@ class RecurrentPolicy(nn.Module):
         return torch.cat([obs, act, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1)], dim=-1)
 
     def initial_state(self, batch: int, device: torch.device) -> Tensor:
-        return torch.zeros(batch, self.hidden_size, device=device)  # [M, H]
+        return torch.zeros(batch, self.state_size, device=device)  # [M, H] or [M, 2H] with a separate critic
 
     def step(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One time step for ``M`` sequences: ``x [M, in]``, ``h [M, H]`` -> (head, value [M], h')."""
-        out, h_new = self.gru(x.unsqueeze(0), h.unsqueeze(0))
-        out = out[0]
-        return self.pi(out), self.v(out).squeeze(-1), h_new[0]
+        """One time step for ``M`` sequences: ``x [M, in]``, ``h [M, state_size]`` -> (head, value [M], h')."""
+        H = self.hidden_size
+        out, h_new = self.gru(x.unsqueeze(0), h[:, :H].unsqueeze(0))
+        out, h_new = out[0], h_new[0]
+        if self.critic_gru is None:
+            return self.pi(out), self.v(out).squeeze(-1), h_new
+        c_out, c_new = self.critic_gru(x.unsqueeze(0), h[:, H:].unsqueeze(0))
+        return self.pi(out), self.v(c_out[0]).squeeze(-1), torch.cat([h_new, c_new[0]], dim=-1)
 
     def forward(self, x: Tensor, tbptt: int | None = None) -> tuple[Tensor, Tensor]:
         """Heads and values ``[T, M]`` of whole trials ``x [T, M, in]`` from a zero hidden state.
@@ -70,16 +92,9 @@ class RecurrentPolicy(nn.Module):
         ``tbptt`` truncates backpropagation through time to chunks of that many steps (the hidden
         state still flows forward unchanged, so the outputs equal the untruncated ones).
         """
-        if tbptt is None or tbptt >= x.shape[0]:
-            out, _ = self.gru(x)
-        else:
-            h, outs = None, []
-            for chunk in x.split(tbptt):
-                o, h = self.gru(chunk, h)
-                outs.append(o)
-                h = h.detach()
-            out = torch.cat(outs)
-        return self.pi(out), self.v(out).squeeze(-1)
+        out = _run(self.gru, x, tbptt)
+        critic_out = out if self.critic_gru is None else _run(self.critic_gru, x, tbptt)
+        return self.pi(out), self.v(critic_out).squeeze(-1)
 
     # --- the action distribution -------------------------------------------------------------
     def sample(self, head: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -105,3 +120,22 @@ class RecurrentPolicy(nn.Module):
             logp = head.log_softmax(-1)
             return -(logp.exp() * logp).sum(-1)
         return (self.log_std + 0.5 * _LOG_2PI_E).sum().expand(head.shape[:-1])
+
+
+def _head(size: int, hidden: int, out: int) -> nn.Module:
+    """A linear read-out of the GRU's output, or with ``hidden > 0`` a tanh layer of that width before it."""
+    if not hidden:
+        return nn.Linear(size, out)
+    return nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), nn.Linear(hidden, out))
+
+
+def _run(gru: nn.GRU, x: Tensor, tbptt: int | None) -> Tensor:
+    """Outputs ``[T, M, H]`` of ``gru`` over ``x`` from a zero state, gradients truncated every ``tbptt`` steps."""
+    if tbptt is None or tbptt >= x.shape[0]:
+        return gru(x)[0]
+    h, outs = None, []
+    for chunk in x.split(tbptt):
+        o, h = gru(chunk, h)
+        outs.append(o)
+        h = h.detach()
+    return torch.cat(outs)

@@ -20,7 +20,7 @@ from dmrl.classic.bandit import (
     run_thompson,
     run_ucb1,
 )
-from dmrl.classic.tabular import run_psrl, value_iteration
+from dmrl.classic.tabular import run_per_state_bandit, run_psrl, value_iteration
 from dmrl.classic.tabular import run_random as run_random_mdp
 from dmrl.envs import Bandit, PointNav, TabularMDP
 from dmrl.tasks import BernoulliBandits, RandomMDPs, task_rng
@@ -147,6 +147,28 @@ def test_psrl_beats_random_on_random_mdps_and_is_reproducible():
     assert psrl[:, -3:].mean() > psrl[:, 0].mean() + 1.0
     assert np.array_equal(run_psrl(env, tasks, n, seed=0), psrl)
     assert env.state_dict()["rng"] == before["rng"] and torch.equal(env.state_dict()["generator"], before["generator"])
+
+
+def test_per_state_bandit_by_hand_on_a_noiseless_one_state_mdp():
+    # One state, reward means [0.5, 2, 3, 0, 0], no noise: one visit pins a mean (prior N(1, 1)).
+    env = TabularMDP(states=1, horizon=10, reward_std=0.0)
+    tasks = {"reward_mean": np.array([[[0.5, 2.0, 3.0, 0.0, 0.0]]]), "transitions": np.ones((1, 1, 5, 1))}
+    # Greedy (beta 0): untried arms score the prior mean 1. Arm 0 (ties go to the first) pays 0.5 < 1,
+    # so it tries arm 1, which pays 2 > 1 and is kept: 0.5 + 9 * 2 = 18.5 in episode 1, then 20.
+    greedy = run_per_state_bandit(env, tasks, 2, seed=0, beta=0.0)
+    np.testing.assert_allclose(greedy, [[18.5, 20.0]])
+    # UCB (beta 2): untried arms score 1 + 2 * 1 = 3 > 2, so after arms 0 and 1 it tries arm 2, whose
+    # pinned 3 ties the untried arms 3 and 4 and comes first: it is kept.
+    ucb = run_per_state_bandit(env, tasks, 2, seed=0, beta=2.0)
+    np.testing.assert_allclose(ucb, [[0.5 + 2.0 + 8 * 3.0, 30.0]])
+
+
+def test_per_state_bandit_beats_psrl_on_random_mdps():
+    N, n = 300, 10
+    env = TabularMDP()
+    tasks = RandomMDPs().sample(N, task_rng(0, "test"))
+    diff = run_per_state_bandit(env, tasks, n, seed=0).sum(1) - run_psrl(env, tasks, n, seed=0).sum(1)
+    assert diff.mean() > 10 and diff.mean() > 4 * diff.std(ddof=1) / np.sqrt(N)
 
 
 def test_registry_picks_the_baselines_of_each_family():

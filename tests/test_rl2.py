@@ -47,12 +47,11 @@ def test_bandit_trials_carry_the_hidden_state_across_episodes(critic):
     torch.testing.assert_close(batch.episode_returns, r)
 
 
-@pytest.mark.parametrize("critic", ["shared", "separate"])
-def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(critic):
+@pytest.mark.parametrize("policy_args", [[], ["policy.critic=separate"], ["policy.prev_obs=true"]])
+def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(policy_args):
     # A goal radius of 0.15 around goals near the start ends many episodes early, at different times.
     parts = parts_for("env=point_nav", "env.horizon=12", "env.goal_radius=0.15", "tasks.low=-0.2", "tasks.high=0.2",
-                      "algo.meta_batch_size=5", "algo.trials_per_task=4", "algo.episodes_per_trial=3",
-                      f"policy.critic={critic}")
+                      "algo.meta_batch_size=5", "algo.trials_per_task=4", "algo.episodes_per_trial=3", *policy_args)
     tasks = parts.tasks.sample(5, np.random.default_rng(1))
     batch = parts.algo.sampler.sample(tasks)
     lengths = batch.mask.sum(0)
@@ -68,8 +67,13 @@ def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(critic):
     torch.testing.assert_close(logp[m], batch.flat("log_probs")[m], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(values[m], batch.flat("values")[m], atol=1e-5, rtol=1e-5)
     # The done flag is set exactly on the first step of episodes 2 and 3 of each trial: 2 per trial.
-    done_flags = (batch.inputs[..., -1] * batch.mask).sum(0)
+    pol = parts.policy
+    done = pol.obs_dim + pol.action_features + 1
+    done_flags = (batch.inputs[..., done] * batch.mask).sum(0)
     assert torch.all(done_flags == 2)
+    if pol.prev_obs:  # the previous observation survives the compaction, step to step
+        real = batch.mask[1:].bool()
+        assert torch.equal(batch.inputs[1:, ..., -pol.obs_dim:][real], batch.inputs[:-1, ..., :pol.obs_dim][real])
     torch.testing.assert_close(batch.episode_returns.sum(0), batch.rewards.sum(0))
 
 
@@ -284,3 +288,20 @@ def test_update_gate_bias_shifts_only_the_update_gates():
             torch.testing.assert_close(h1.view(8), (1 - z) * n + z * 0.5)
             moves.append((1 - z).mean())
     assert moves[1] < moves[0]
+
+
+def test_prev_obs_input_holds_the_previous_steps_observation():
+    parts = parts_for("env=tabular_mdp", "policy.prev_obs=true", "algo.meta_batch_size=3", "algo.trials_per_task=2",
+                      "algo.episodes_per_trial=3")
+    tasks = parts.tasks.sample(3, np.random.default_rng(4))
+    batch = parts.algo.sampler.sample(tasks)
+    S = 10
+    x = batch.inputs  # [T, N, B, S + A + 2 + S]: obs, previous action, reward, done, previous obs
+    assert x.shape[-1] == S + 5 + 2 + S == parts.policy.input_dim
+    assert torch.all(x[0, ..., -S:] == 0)
+    # Every later step carries the observation the previous action was taken in, across episode ends.
+    assert torch.equal(x[1:, ..., -S:], x[:-1, ..., :S])
+    assert torch.all(x[10, ..., :S].argmax(-1) == 0) and torch.all(x[10, ..., S + 6] == 1)  # episode 2 starts in state 0
+    logp, values = replay(parts, batch)
+    torch.testing.assert_close(logp, batch.flat("log_probs"), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, batch.flat("values"), atol=1e-5, rtol=1e-5)

@@ -130,12 +130,45 @@ class PSRL:
         self.reward_sum[self.rows, s, a] += reward.double().cpu().numpy()
 
 
+class PerStateBandit:
+    """Each state as its own Gaussian bandit, transitions ignored (a heuristic, not in RL²'s table).
+
+    In every state take ``argmax_a mean(s, a) + beta * std(s, a)`` of the same Normal posterior
+    over reward means as :class:`PSRL` (``beta = 0``: greedy on the posterior mean; ``beta > 0``:
+    an upper confidence bound). On the RL² task distribution the best action by immediate reward
+    is nearly optimal (Dirichlet(1) transitions leave little to plan), so this is a strong
+    reference for how much a learner could gain from remembering rewards alone.
+    """
+
+    def __init__(self, env: TabularMDP, num_tasks: int, beta: float = 1.0, prior_mean: float = 1.0,
+                 prior_std: float = 1.0) -> None:
+        self.posterior = PSRL(env, num_tasks, prior_mean=prior_mean, prior_std=prior_std)
+        self.beta = float(beta)
+
+    def start_episode(self, rng: np.random.Generator) -> Callable[[int, Tensor], Tensor]:
+        p = self.posterior
+
+        def act(h: int, state: Tensor) -> Tensor:  # scores from everything seen so far, this episode included
+            s = state.cpu().numpy()
+            precision = p.prior_precision + p.visits[p.rows, s] * p.noise_precision  # [N, A]
+            mean = (p.prior_precision * p.prior_mean + p.noise_precision * p.reward_sum[p.rows, s]) / precision
+            return torch.as_tensor((mean + self.beta / np.sqrt(precision)).argmax(-1), device=p.env.device)
+        return act
+
+    def observe(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor) -> None:
+        self.posterior.observe(state, action, reward, next_state)
+
+
 def run_random(env: TabularMDP, tasks: Tasks, n: int, seed: int) -> np.ndarray:
     return _play(env, tasks, n, seed, RandomPolicy(env, np.shape(tasks["reward_mean"])[0]))
 
 
 def run_psrl(env: TabularMDP, tasks: Tasks, n: int, seed: int, **prior) -> np.ndarray:
     return _play(env, tasks, n, seed, PSRL(env, np.shape(tasks["reward_mean"])[0], **prior))
+
+
+def run_per_state_bandit(env: TabularMDP, tasks: Tasks, n: int, seed: int, **kwargs) -> np.ndarray:
+    return _play(env, tasks, n, seed, PerStateBandit(env, np.shape(tasks["reward_mean"])[0], **kwargs))
 
 
 def tabular_baselines() -> dict[str, Callable[..., np.ndarray]]:

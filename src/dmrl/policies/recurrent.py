@@ -22,7 +22,7 @@ _LOG_2PI_E = math.log(2 * math.pi * math.e)
 class RecurrentPolicy(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, num_actions: int | None = None, hidden_size: int = 256,
                  init_std: float = 1.0, critic: str = "shared", update_gate_bias: float = 0.0,
-                 head_hidden: int = 0) -> None:
+                 head_hidden: int = 0, prev_obs: bool = False) -> None:
         super().__init__()
         if int(hidden_size) < 1:
             raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
@@ -35,7 +35,10 @@ class RecurrentPolicy(nn.Module):
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions
         self.discrete = num_actions is not None
         self.action_features = num_actions if self.discrete else act_dim
-        self.input_dim = obs_dim + self.action_features + 2
+        # prev_obs: the observation the previous action was taken in also enters, so the whole
+        # previous transition (s, a, r) is in one input rather than split across two steps.
+        self.prev_obs = bool(prev_obs)
+        self.input_dim = obs_dim * (2 if self.prev_obs else 1) + self.action_features + 2
         self.hidden_size = int(hidden_size)
         self.critic = critic
         self.gru = nn.GRU(self.input_dim, self.hidden_size)
@@ -63,15 +66,20 @@ class RecurrentPolicy(nn.Module):
             self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
 
     # --- inputs and recurrence ---------------------------------------------------------------
-    def inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor) -> Tensor:
+    def inputs(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor,
+               prev_obs: Tensor | None = None) -> Tensor:
         """The GRU input ``[..., input_dim]`` from ``obs [..., obs_dim]``, the previous action
-        (``[...]`` integers, -1 for none yet, or ``[..., act_dim]``), reward ``[...]`` and done flag ``[...]``."""
+        (``[...]`` integers, -1 for none yet, or ``[..., act_dim]``), reward ``[...]`` and done flag ``[...]``
+        (and with ``prev_obs=True`` the previous step's observation ``[..., obs_dim]``, zeros for none)."""
         if self.discrete:
             none = (prev_action < 0).unsqueeze(-1)
             act = F.one_hot(prev_action.clamp_min(0), self.num_actions).to(obs.dtype).masked_fill(none, 0.0)
         else:
             act = prev_action
-        return torch.cat([obs, act, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1)], dim=-1)
+        parts = [obs, act, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1)]
+        if self.prev_obs:
+            parts.append(torch.zeros_like(obs) if prev_obs is None else prev_obs)
+        return torch.cat(parts, dim=-1)
 
     def initial_state(self, batch: int, device: torch.device) -> Tensor:
         return torch.zeros(batch, self.state_size, device=device)  # [M, H] or [M, 2H] with a separate critic

@@ -63,6 +63,7 @@ class TrialSampler(SeededSampler):
                   else torch.zeros(act_shape, device=dev))
         prev_r = torch.zeros(N, B, device=dev)
         prev_d = torch.zeros(N, B, device=dev)
+        prev_o = torch.zeros_like(obs)
         h = policy.initial_state(M, dev)
         inputs = torch.zeros(T, N, B, policy.input_dim, device=dev)
         actions = torch.zeros((T, *act_shape), dtype=prev_a.dtype, device=dev)
@@ -78,10 +79,11 @@ class TrialSampler(SeededSampler):
             alive = torch.ones(N, B, dtype=torch.bool, device=dev)
             for k in range(H):
                 t = e * H + k
-                x = policy.inputs(obs, prev_a, prev_r, prev_d)
+                x = policy.inputs(obs, prev_a, prev_r, prev_d, prev_o)
                 head, value, h_new = policy.step(x.reshape(M, -1), h)
                 a, logp = policy.sample(head, self.generator)
                 a = a.reshape(act_shape)
+                obs_before = obs
                 obs, r, d = env.step(a)
                 inputs[t], actions[t], log_probs[t], values[t] = x, a, logp.reshape(N, B), value.reshape(N, B)
                 rewards[t] = r * alive
@@ -95,8 +97,9 @@ class TrialSampler(SeededSampler):
                     prev_a = torch.where(alive.reshape(*alive.shape, *([1] * (a.dim() - 2))), a, prev_a)
                     prev_r = torch.where(alive, r, prev_r)
                     prev_d = torch.where(alive, last.to(prev_d.dtype), prev_d)
+                    prev_o = torch.where(alive.unsqueeze(-1), obs_before, prev_o)
                 else:
-                    h, prev_a, prev_r, prev_d = h_new, a, r, last.to(prev_d.dtype)
+                    h, prev_a, prev_r, prev_d, prev_o = h_new, a, r, last.to(prev_d.dtype), obs_before
                 alive = alive & ~d
                 if not bool(alive.any()):
                     early_end = early_end or k < H - 1  # the episode's remaining slots are padding

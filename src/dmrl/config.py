@@ -98,7 +98,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "policy.hidden_size": int_at_least(1),
     "policy.critic": Rule(lambda v: v in ("shared", "separate"), "one of shared, separate"),
     "policy.update_gate_bias": Rule(_is_num, "a number"),
-    "policy.head_hidden": int_at_least(0),
     "policy.prev_obs": BOOL,
     "meta_optimizer.lr": POSITIVE,
     "meta_optimizer.epochs": int_at_least(1),

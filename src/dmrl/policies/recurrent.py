@@ -3,7 +3,9 @@ reward, done flag), with a categorical head for discrete action spaces and a Gau
 state-independent log-std for continuous ones, plus a value head on the same hidden state.
 
 The hidden state is the learner's memory of the task: the sampler carries it across the episodes
-of a trial and starts every trial from zeros.
+of a trial and starts every trial from zeros. Options beyond the paper's network: a separate GRU
+for the value (``critic="separate"``), a positive initial update-gate bias (``update_gate_bias``)
+and the previous observation as one more input (``prev_obs``, which changes RL²'s input).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _LOG_2PI_E = math.log(2 * math.pi * math.e)
 class RecurrentPolicy(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, num_actions: int | None = None, hidden_size: int = 256,
                  init_std: float = 1.0, critic: str = "shared", update_gate_bias: float = 0.0,
-                 head_hidden: int = 0, prev_obs: bool = False) -> None:
+                 prev_obs: bool = False) -> None:
         super().__init__()
         if int(hidden_size) < 1:
             raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
@@ -30,8 +32,6 @@ class RecurrentPolicy(nn.Module):
             raise ConfigError(f"policy.init_std must be > 0, got {init_std}")
         if critic not in ("shared", "separate"):
             raise ConfigError(f"policy.critic must be one of shared, separate, got {critic!r}")
-        if int(head_hidden) < 0:
-            raise ConfigError(f"policy.head_hidden must be an integer >= 0, got {head_hidden}")
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions
         self.discrete = num_actions is not None
         self.action_features = num_actions if self.discrete else act_dim
@@ -55,13 +55,12 @@ class RecurrentPolicy(nn.Module):
                     gru.bias_hh_l0[self.hidden_size : 2 * self.hidden_size] += float(update_gate_bias)
         # Small initial policy logits/means keep the first trials close to uniform exploration
         # (the PPO implementation details of Huang et al. 2022).
-        self.pi = _head(self.hidden_size, int(head_hidden), self.action_features)
-        self.v = _head(self.hidden_size, int(head_hidden), 1)
-        for head, gain in ((self.pi, 0.01), (self.v, 1.0)):
-            *hidden, last = [m for m in head.modules() if isinstance(m, nn.Linear)]
-            for layer, g in [*((h, math.sqrt(2)) for h in hidden), (last, gain)]:
-                nn.init.orthogonal_(layer.weight, gain=g)
-                nn.init.zeros_(layer.bias)
+        self.pi = nn.Linear(self.hidden_size, self.action_features)
+        self.v = nn.Linear(self.hidden_size, 1)
+        nn.init.orthogonal_(self.pi.weight, gain=0.01)
+        nn.init.zeros_(self.pi.bias)
+        nn.init.orthogonal_(self.v.weight, gain=1.0)
+        nn.init.zeros_(self.v.bias)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
 
@@ -128,13 +127,6 @@ class RecurrentPolicy(nn.Module):
             logp = head.log_softmax(-1)
             return -(logp.exp() * logp).sum(-1)
         return (self.log_std + 0.5 * _LOG_2PI_E).sum().expand(head.shape[:-1])
-
-
-def _head(size: int, hidden: int, out: int) -> nn.Module:
-    """A linear read-out of the GRU's output, or with ``hidden > 0`` a tanh layer of that width before it."""
-    if not hidden:
-        return nn.Linear(size, out)
-    return nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), nn.Linear(hidden, out))
 
 
 def _run(gru: nn.GRU, x: Tensor, tbptt: int | None) -> Tensor:

@@ -7,7 +7,8 @@ Plays the same held-out MDPs as `dmrl-eval num_tasks=N seed=S` on an `env=tabula
 checkpoint: random play and PSRL (the baselines `dmrl-eval` prints), and each state treated as
 its own Gaussian bandit (transitions ignored): greedy on the posterior mean (beta 0) and upper
 confidence bounds mean + beta * std. It answers how much return remembering the rewards alone
-is worth on this task distribution.
+is worth on this task distribution. Two oracles that know the MDP bound what any learner can
+reach per episode: the optimal policy, and the best action by immediate reward alone.
 """
 
 from __future__ import annotations
@@ -15,12 +16,29 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
-from dmrl.classic.tabular import run_per_state_bandit, run_psrl, run_random
+from dmrl.classic.tabular import play, run_per_state_bandit, run_psrl, run_random, value_iteration
 from dmrl.envs import TabularMDP
 from dmrl.evaluation import summarize
 from dmrl.tasks import RandomMDPs
 from dmrl.tasks.distributions import task_rng
+
+
+class Oracle:
+    """Acts on the true MDP: optimal over the episode's horizon, or (``myopic``) by immediate reward."""
+
+    def __init__(self, env: TabularMDP, tasks: dict, myopic: bool) -> None:
+        reward = torch.as_tensor(tasks["reward_mean"], dtype=torch.float64)
+        q = reward.expand(env.horizon, *reward.shape) if myopic else value_iteration(
+            reward, torch.as_tensor(tasks["transitions"], dtype=torch.float64), env.horizon)
+        self.q, self.rows = q, torch.arange(reward.shape[0])  # q [H, N, S, A]
+
+    def start_episode(self, rng):
+        return lambda h, state: self.q[h, self.rows, state].argmax(-1)
+
+    def observe(self, *transition) -> None:
+        pass
 
 
 def main() -> None:
@@ -36,12 +54,14 @@ def main() -> None:
             "psrl": run_psrl(env, tasks, args.episodes, args.seed)}
     for beta in args.betas:
         runs[f"per-state bandit, beta {beta:g}"] = run_per_state_bandit(env, tasks, args.episodes, args.seed, beta=beta)
+    for name, myopic in (("oracle: optimal policy", False), ("oracle: best immediate reward", True)):
+        runs[name] = play(env, tasks, args.episodes, args.seed, Oracle(env, tasks, myopic))
     print(f"{args.num_tasks} held-out MDPs (seed {args.seed}), trials of {args.episodes} episodes")
-    print(f"{'policy':<28} {'trial return':>16}  per-episode return")
+    print(f"{'policy':<30} {'trial return':>16}  per-episode return")
     for name, returns in runs.items():  # [N, episodes]
         mean, ci = summarize(returns.sum(1, keepdims=True).T)
         episodes = " ".join(f"{x:5.1f}" for x in returns.mean(0))
-        print(f"{name:<28} {mean[0]:8.1f} ± {ci[0]:4.1f}  {episodes}")
+        print(f"{name:<30} {mean[0]:8.1f} ± {ci[0]:4.1f}  {episodes}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def value_iteration(reward: Tensor, transitions: Tensor, horizon: int) -> Tensor
     return torch.stack(q[::-1])
 
 
-def _play(env: TabularMDP, tasks: Tasks, n: int, seed: int, policy) -> np.ndarray:
+def play(env: TabularMDP, tasks: Tasks, n: int, seed: int, policy) -> np.ndarray:
     """Each episode ``policy.start_episode(rng)`` gives ``act(step, states [N]) -> actions [N]``;
     ``policy.observe(states, actions, rewards, next_states)`` sees every transition."""
     if not isinstance(env, TabularMDP):
@@ -160,15 +160,15 @@ class PerStateBandit:
 
 
 def run_random(env: TabularMDP, tasks: Tasks, n: int, seed: int) -> np.ndarray:
-    return _play(env, tasks, n, seed, RandomPolicy(env, np.shape(tasks["reward_mean"])[0]))
+    return play(env, tasks, n, seed, RandomPolicy(env, np.shape(tasks["reward_mean"])[0]))
 
 
 def run_psrl(env: TabularMDP, tasks: Tasks, n: int, seed: int, **prior) -> np.ndarray:
-    return _play(env, tasks, n, seed, PSRL(env, np.shape(tasks["reward_mean"])[0], **prior))
+    return play(env, tasks, n, seed, PSRL(env, np.shape(tasks["reward_mean"])[0], **prior))
 
 
 def run_per_state_bandit(env: TabularMDP, tasks: Tasks, n: int, seed: int, **kwargs) -> np.ndarray:
-    return _play(env, tasks, n, seed, PerStateBandit(env, np.shape(tasks["reward_mean"])[0], **kwargs))
+    return play(env, tasks, n, seed, PerStateBandit(env, np.shape(tasks["reward_mean"])[0], **kwargs))
 
 
 def tabular_baselines() -> dict[str, Callable[..., np.ndarray]]:

@@ -102,12 +102,17 @@ class PSRL:
         self.reward_sum = np.zeros((num_tasks, S, A))
         self.rows = np.arange(num_tasks)
 
+    def reward_posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Normal posterior over each reward mean: ``mean [N, S, A]`` and ``precision [N, S, A]``."""
+        precision = self.prior_precision + self.visits * self.noise_precision
+        mean = (self.prior_precision * self.prior_mean + self.noise_precision * self.reward_sum) / precision
+        return mean, precision
+
     def sample_mdp(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One MDP per task from the posterior: ``reward [N, S, A]``, ``transitions [N, S, A, S]``."""
         gammas = rng.standard_gamma(self.dirichlet_prior + self.counts)
         transitions = gammas / np.maximum(gammas.sum(-1, keepdims=True), 1e-300)
-        precision = self.prior_precision + self.visits * self.noise_precision
-        mean = (self.prior_precision * self.prior_mean + self.noise_precision * self.reward_sum) / precision
+        mean, precision = self.reward_posterior()
         reward = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
         return reward, transitions
 
@@ -149,10 +154,9 @@ class PerStateBandit:
         p = self.posterior
 
         def act(h: int, state: Tensor) -> Tensor:  # scores from everything seen so far, this episode included
-            s = state.cpu().numpy()
-            precision = p.prior_precision + p.visits[p.rows, s] * p.noise_precision  # [N, A]
-            mean = (p.prior_precision * p.prior_mean + p.noise_precision * p.reward_sum[p.rows, s]) / precision
-            return torch.as_tensor((mean + self.beta / np.sqrt(precision)).argmax(-1), device=p.env.device)
+            mean, precision = p.reward_posterior()
+            score = (mean + self.beta / np.sqrt(precision))[p.rows, state.cpu().numpy()]  # [N, A]
+            return torch.as_tensor(score.argmax(-1), device=p.env.device)
         return act
 
     def observe(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from dmrl.classic.tabular import play, run_per_state_bandit, run_psrl, run_random, value_iteration
@@ -65,5 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=1)
     main()

@@ -14,8 +14,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmrl.algos.maml import INNER_ESTIMATORS
+from dmrl.envs.point_nav import REWARDS
 from dmrl.errors import ConfigError
 from dmrl.policies.gaussian_mlp import ACTIVATIONS
+from dmrl.policies.recurrent import CRITICS
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -71,7 +73,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "env.max_action": POSITIVE,
     "env.normalize_actions": BOOL,
     "env.goal_radius": NON_NEGATIVE,
-    "env.reward": Rule(lambda v: v in ("distance", "squared_distance"), "one of distance, squared_distance"),
+    "env.reward": Rule(lambda v: v in REWARDS, f"one of {', '.join(REWARDS)}"),
     "policy.hidden_sizes": HIDDEN,
     "policy.activation": ACTIVATION,
     "policy.init_std": POSITIVE,
@@ -96,7 +98,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "algo.reward_scale": POSITIVE,
     "algo.tbptt": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "policy.hidden_size": int_at_least(1),
-    "policy.critic": Rule(lambda v: v in ("shared", "separate"), "one of shared, separate"),
+    "policy.critic": Rule(lambda v: v in CRITICS, f"one of {', '.join(CRITICS)}"),
     "policy.update_gate_bias": Rule(_is_num, "a number"),
     "policy.prev_obs": BOOL,
     "policy.encoder": HIDDEN,

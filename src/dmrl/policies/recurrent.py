@@ -22,6 +22,7 @@ from dmrl.errors import ConfigError
 from dmrl.policies.gaussian_mlp import ACTIVATIONS
 
 _LOG_2PI_E = math.log(2 * math.pi * math.e)
+CRITICS = ("shared", "separate")
 
 
 class RecurrentPolicy(nn.Module):
@@ -33,8 +34,8 @@ class RecurrentPolicy(nn.Module):
             raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
         if init_std <= 0:
             raise ConfigError(f"policy.init_std must be > 0, got {init_std}")
-        if critic not in ("shared", "separate"):
-            raise ConfigError(f"policy.critic must be one of shared, separate, got {critic!r}")
+        if critic not in CRITICS:
+            raise ConfigError(f"policy.critic must be one of {', '.join(CRITICS)}, got {critic!r}")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"policy.activation must be one of {', '.join(sorted(ACTIVATIONS))}, got {activation!r}")
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions

@@ -111,7 +111,6 @@ BAD_TRAIN = [
     (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
     (["env=bandit", "algo=rl2", "policy.critic=both"], "policy.critic"),
     (["env=bandit", "algo=rl2", "policy.update_gate_bias=abc"], "policy.update_gate_bias"),
-    (["env=bandit", "algo=rl2", "policy.encoder=[16,0]"], "policy.encoder"),
     (["device=tpu"], "device"),
     (["tasks.low=0.9", "tasks.high=0.1"], "tasks.low"),
     (["algo.not_a_key=1"], "algo.not_a_key"),

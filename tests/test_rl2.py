@@ -47,8 +47,7 @@ def test_bandit_trials_carry_the_hidden_state_across_episodes(critic):
     torch.testing.assert_close(batch.episode_returns, r)
 
 
-@pytest.mark.parametrize("policy_args", [[], ["policy.critic=separate"], ["policy.prev_obs=true"],
-                                         ["policy.encoder=[12,12]", "policy.activation=relu"]])
+@pytest.mark.parametrize("policy_args", [[], ["policy.critic=separate"], ["policy.prev_obs=true"]])
 def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(policy_args):
     # A goal radius of 0.15 around goals near the start ends many episodes early, at different times.
     parts = parts_for("env=point_nav", "env.horizon=12", "env.goal_radius=0.15", "tasks.low=-0.2", "tasks.high=0.2",
@@ -303,30 +302,3 @@ def test_prev_obs_input_holds_the_previous_steps_observation():
     logp, values = replay(parts, batch)
     torch.testing.assert_close(logp, batch.flat("log_probs"), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(values, batch.flat("values"), atol=1e-5, rtol=1e-5)
-
-
-def test_encoder_feeds_the_gru_an_mlp_of_each_steps_input():
-    from dmrl.policies.recurrent import RecurrentPolicy
-
-    torch.manual_seed(0)
-    plain = RecurrentPolicy(obs_dim=3, act_dim=1, num_actions=4, hidden_size=8)
-    assert len(plain.encoder) == 0 and not any(k.startswith("encoder") for k in plain.state_dict())
-    policy = RecurrentPolicy(obs_dim=3, act_dim=1, num_actions=4, hidden_size=8, encoder=[6, 5], activation="tanh")
-    assert policy.gru.input_size == 5 and policy.input_dim == plain.input_dim == 3 + 4 + 2
-    x = torch.randn(7, 2, policy.input_dim)
-    l1, l2 = policy.encoder[0], policy.encoder[2]
-    features = torch.tanh(l2(torch.tanh(l1(x))))  # by hand: two tanh layers, then the GRU
-    with torch.no_grad():
-        out = policy.gru(features)[0]
-        head, values = policy(x)
-        torch.testing.assert_close(head, policy.pi(out))
-        torch.testing.assert_close(values, policy.v(out).squeeze(-1))
-        # step() applies the same encoder: stepping equals the whole sequence.
-        h, heads = policy.initial_state(2, x.device), []
-        for t in range(7):
-            hd, _, h = policy.step(x[t], h)
-            heads.append(hd)
-        torch.testing.assert_close(torch.stack(heads), head, atol=1e-6, rtol=1e-6)
-    # The encoder is trained: the loss reaches its weights.
-    grads = torch.autograd.grad(policy(x)[0].sum(), [l1.weight, l2.weight])
-    assert all(g.abs().sum() > 0 for g in grads)

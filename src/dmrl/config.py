@@ -101,7 +101,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "policy.critic": Rule(lambda v: v in CRITICS, f"one of {', '.join(CRITICS)}"),
     "policy.update_gate_bias": Rule(_is_num, "a number"),
     "policy.prev_obs": BOOL,
-    "policy.encoder": HIDDEN,
     "meta_optimizer.lr": POSITIVE,
     "meta_optimizer.epochs": int_at_least(1),
     "meta_optimizer.minibatches": int_at_least(1),

@@ -5,21 +5,18 @@ state-independent log-std for continuous ones, plus a value head on the same hid
 The hidden state is the learner's memory of the task: the sampler carries it across the episodes
 of a trial and starts every trial from zeros. Options beyond the paper's network: a separate GRU
 for the value (``critic="separate"``), a positive initial update-gate bias (``update_gate_bias``)
-the previous observation as one more input (``prev_obs``, which changes RL²'s input) and an MLP
-encoder of each step's input before the GRU (``encoder``).
+and the previous observation as one more input (``prev_obs``, which changes RL²'s input).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmrl.errors import ConfigError
-from dmrl.policies.gaussian_mlp import ACTIVATIONS
 
 _LOG_2PI_E = math.log(2 * math.pi * math.e)
 CRITICS = ("shared", "separate")
@@ -28,7 +25,7 @@ CRITICS = ("shared", "separate")
 class RecurrentPolicy(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, num_actions: int | None = None, hidden_size: int = 256,
                  init_std: float = 1.0, critic: str = "shared", update_gate_bias: float = 0.0,
-                 prev_obs: bool = False, encoder: Sequence[int] = (), activation: str = "tanh") -> None:
+                 prev_obs: bool = False) -> None:
         super().__init__()
         if int(hidden_size) < 1:
             raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
@@ -36,8 +33,6 @@ class RecurrentPolicy(nn.Module):
             raise ConfigError(f"policy.init_std must be > 0, got {init_std}")
         if critic not in CRITICS:
             raise ConfigError(f"policy.critic must be one of {', '.join(CRITICS)}, got {critic!r}")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"policy.activation must be one of {', '.join(sorted(ACTIVATIONS))}, got {activation!r}")
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions
         self.discrete = num_actions is not None
         self.action_features = num_actions if self.discrete else act_dim
@@ -47,19 +42,10 @@ class RecurrentPolicy(nn.Module):
         self.input_dim = obs_dim * (2 if self.prev_obs else 1) + self.action_features + 2
         self.hidden_size = int(hidden_size)
         self.critic = critic
-        # encoder: an MLP applied to each step's input before the GRU (none by default), so that
-        # conjunctions of inputs (this state and that action) can be features the GRU writes to memory.
-        sizes = [self.input_dim, *(int(n) for n in encoder)]
-        self.encoder = nn.Sequential()
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layer = nn.Linear(n_in, n_out)
-            nn.init.orthogonal_(layer.weight, gain=nn.init.calculate_gain("tanh" if activation == "tanh" else "relu"))
-            nn.init.zeros_(layer.bias)
-            self.encoder.extend([layer, _Activation(ACTIVATIONS[activation])])
-        self.gru = nn.GRU(sizes[-1], self.hidden_size)
+        self.gru = nn.GRU(self.input_dim, self.hidden_size)
         # A separate critic reads the same inputs with a GRU of its own, so the value loss shapes
         # none of the policy's memory; its hidden state is stored after the policy's.
-        self.critic_gru = nn.GRU(sizes[-1], self.hidden_size) if critic == "separate" else None
+        self.critic_gru = nn.GRU(self.input_dim, self.hidden_size) if critic == "separate" else None
         self.state_size = self.hidden_size * (2 if self.critic_gru is not None else 1)
         for gru in (self.gru, self.critic_gru):
             if gru is not None and update_gate_bias:
@@ -101,7 +87,6 @@ class RecurrentPolicy(nn.Module):
     def step(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One time step for ``M`` sequences: ``x [M, in]``, ``h [M, state_size]`` -> (head, value [M], h')."""
         H = self.hidden_size
-        x = self.encoder(x)
         out, h_new = self.gru(x.unsqueeze(0), h[:, :H].unsqueeze(0))
         out, h_new = out[0], h_new[0]
         if self.critic_gru is None:
@@ -115,7 +100,6 @@ class RecurrentPolicy(nn.Module):
         ``tbptt`` truncates backpropagation through time to chunks of that many steps (the hidden
         state still flows forward unchanged, so the outputs equal the untruncated ones).
         """
-        x = self.encoder(x)
         out = _run(self.gru, x, tbptt)
         critic_out = out if self.critic_gru is None else _run(self.critic_gru, x, tbptt)
         return self.pi(out), self.v(critic_out).squeeze(-1)
@@ -144,15 +128,6 @@ class RecurrentPolicy(nn.Module):
             logp = head.log_softmax(-1)
             return -(logp.exp() * logp).sum(-1)
         return (self.log_std + 0.5 * _LOG_2PI_E).sum().expand(head.shape[:-1])
-
-
-class _Activation(nn.Module):
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x)
 
 
 def _run(gru: nn.GRU, x: Tensor, tbptt: int | None) -> Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 SMOKE = ["experiment=smoke", "logger=jsonl"]
 
@@ -172,6 +173,13 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
     good["algo"]["payload"] = Payload(str(marker))
     torch.save(good, evil)
     cases["pickled object"] = (evil, "refused")
+    newer = tmp_path / "newer.pt"  # a config key this version's policy does not take (another dmrl version)
+    good = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    config = OmegaConf.create(good["config"])
+    config.policy.frobnicate = 1
+    good["config"] = OmegaConf.to_yaml(config)
+    torch.save(good, newer)
+    cases["unknown policy key"] = (newer, "frobnicate")
     for name, (path, expect) in cases.items():
         for cmd in (["dmrl-eval", f"checkpoint={path}"], ["dmrl-train", *SMOKE, f"resume={path}"]):
             proc = run(cmd, tmp_path, cli_env, ok=False)

@@ -112,7 +112,11 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     except InstantiationException as e:  # Hydra wraps what a constructor raised
         if isinstance(e.__cause__, DmrlError):
             raise e.__cause__ from None
-        raise ConfigError(f"invalid configuration: {str(e).strip().splitlines()[-1]}") from None
+        # Hydra's message ends with "full_key: <group>"; the constructor's own error says what is wrong
+        # (e.g. a key that a checkpoint from another dmrl version has and this one does not).
+        last = str(e).strip().splitlines()[-1]
+        where = last.removeprefix("full_key: ") + ": " if last.startswith("full_key: ") else ""
+        raise ConfigError(f"invalid configuration: {where}{e.__cause__ or last}") from None
     except TypeError as e:  # an unexpected key reached a constructor
         raise ConfigError(f"invalid configuration: {e}") from None
     return Parts(config=cfg, device=dev, env=env, tasks=tasks, policy=policy, algo=algo)

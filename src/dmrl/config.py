@@ -6,7 +6,7 @@ the public keys, each with a message that names the key and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,11 @@ def int_at_least(lo: int) -> Rule:
     return Rule(lambda v: _is_int(v) and v >= lo, f"an integer >= {lo}")
 
 
+def one_of(values: Iterable[str]) -> Rule:
+    allowed = tuple(values)
+    return Rule(lambda v: v in allowed, f"one of {', '.join(allowed)}")
+
+
 def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Rule:
     def ok(v: Any) -> bool:
         return _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
@@ -60,7 +65,7 @@ HIDDEN = Rule(
     lambda v: isinstance(v, (list, tuple, ListConfig)) and all(_is_int(x) and x >= 1 for x in v),
     "a list of integers >= 1, e.g. [64,64]",
 )
-ACTIVATION = Rule(lambda v: v in ACTIVATIONS, f"one of {', '.join(sorted(ACTIVATIONS))}")
+ACTIVATION = one_of(sorted(ACTIVATIONS))
 
 TRAIN_RULES: dict[str, Rule] = {
     "seed": int_at_least(0),
@@ -73,7 +78,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "env.max_action": POSITIVE,
     "env.normalize_actions": BOOL,
     "env.goal_radius": NON_NEGATIVE,
-    "env.reward": Rule(lambda v: v in REWARDS, f"one of {', '.join(REWARDS)}"),
+    "env.reward": one_of(REWARDS),
     "policy.hidden_sizes": HIDDEN,
     "policy.activation": ACTIVATION,
     "policy.init_std": POSITIVE,
@@ -85,7 +90,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "algo.gamma": float_in(0.0, 1.0),
     "algo.gae_lambda": float_in(0.0, 1.0),
     "algo.normalize_advantages": BOOL,
-    "algo.inner_estimator": Rule(lambda v: v in INNER_ESTIMATORS, f"one of {', '.join(INNER_ESTIMATORS)}"),
+    "algo.inner_estimator": one_of(INNER_ESTIMATORS),
     "algo.baseline.reg_coeff": POSITIVE,
     "meta_optimizer.max_kl": POSITIVE,
     "meta_optimizer.cg_iters": int_at_least(1),
@@ -98,7 +103,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "algo.reward_scale": POSITIVE,
     "algo.tbptt": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "policy.hidden_size": int_at_least(1),
-    "policy.critic": Rule(lambda v: v in CRITICS, f"one of {', '.join(CRITICS)}"),
+    "policy.critic": one_of(CRITICS),
     "policy.update_gate_bias": Rule(_is_num, "a number"),
     "policy.prev_obs": BOOL,
     "meta_optimizer.lr": POSITIVE,

@@ -17,6 +17,7 @@ from dmrl.errors import ConfigError, DmrlError
 from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.samplers.trials import TrialSampler
+from dmrl.stored import check_targets
 from dmrl.tasks.distributions import task_rng
 
 
@@ -69,6 +70,7 @@ def _ray_sampler(cfg: DictConfig, local, policy_args: dict):
 
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
     """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
+    check_targets(cfg, "config")  # before Hydra imports anything a config names
     validate(cfg, TRAIN_RULES)
     dev = resolve_device(device or cfg.device)
     seed = int(cfg.seed)

@@ -98,6 +98,9 @@ def explain(exc: Exception, override: str, compose: Callable, config_name: str, 
 
 
 def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule]) -> None:
+    if "--experimental-rerun" in args:  # Hydra unpickles .hydra/config.pickle: a run dir's file would run code
+        fail(prog, "--experimental-rerun loads a pickled config, which can run code; dmrl does not allow it: "
+                   "continue a run with resume=RUN_DIR/checkpoints/last.pt")
     if any(a in PASS_THROUGH_FLAGS for a in args):
         return
     from hydra import compose, initialize_config_dir

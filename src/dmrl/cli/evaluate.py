@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import run
 from dmrl.config import EVAL_RULES, validate
+from dmrl.stored import stored_config
 
 
 def eval_job(cfg: DictConfig) -> dict:
@@ -20,7 +21,8 @@ def eval_job(cfg: DictConfig) -> dict:
     validate(cfg, EVAL_RULES)
     ckpt = Path(cfg.checkpoint).expanduser().resolve()
     state = load_checkpoint(ckpt)
-    parts = build(OmegaConf.create(state["config"]), device=cfg.device)  # the checkpoint's config
+    config = stored_config(state["config"], f"checkpoint {ckpt}")  # checked before anything is built
+    parts = build(config, device=cfg.device)  # the checkpoint's config, never today's defaults
     parts.algo.load_state_dict(state["algo"])
     recorder = None
     messages: list[str] = []

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmrl.cli.app import discard_if_empty, run
 from dmrl.config import TRAIN_RULES
 from dmrl.errors import ConfigError
+from dmrl.stored import stored_config
 
 # What a resumed run may change, when typed on the command line; everything else comes from the
 # checkpoint so that the run continues exactly as it started.
@@ -24,12 +25,12 @@ def _is_runtime(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RUNTIME_KEYS)
 
 
-def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str]) -> DictConfig:
+def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: str = "checkpoint") -> DictConfig:
     """The checkpoint's config, with the runtime keys the user typed (``typed``: the overrides).
 
     Other typed overrides cannot apply to a run that must continue exactly; each is reported.
     """
-    saved = OmegaConf.create(saved_yaml)
+    saved = stored_config(saved_yaml, source)
     for override in typed:
         key, _, value = override.lstrip("+~").partition("=")
         if key == "resume" or key.startswith("hydra"):
@@ -73,7 +74,7 @@ def previous_run(cfg: DictConfig, run_dir: Path) -> tuple[dict | None, dict | No
     if not ckpt.is_file():
         return None, None
     state = load_checkpoint(ckpt)
-    stored = _training_part(OmegaConf.to_container(OmegaConf.create(state["config"]), resolve=True))
+    stored = _training_part(OmegaConf.to_container(stored_config(state["config"], f"checkpoint {ckpt}"), resolve=True))
     now = _training_part(OmegaConf.to_container(cfg, resolve=True))
     if stored != now:
         raise ConfigError(f"hydra.sweep.dir: {run_dir} already holds a run of another config "
@@ -103,7 +104,7 @@ def train_job(cfg: DictConfig) -> float:
     if cfg.resume:
         ckpt = Path(cfg.resume).expanduser().resolve()
         state = load_checkpoint(ckpt)
-        cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task))
+        cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task), f"checkpoint {ckpt}")
         if ckpt.parent.name == CHECKPOINT_DIR:  # continue the original run dir
             run_dir = ckpt.parent.parent
     sweep_job = not cfg.resume and HydraConfig.get().mode == RunMode.MULTIRUN

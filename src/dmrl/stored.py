@@ -1,0 +1,121 @@
+"""Configs read back from disk (a checkpoint's, a sweep job's) are data, never code.
+
+A checkpoint's tensors load with ``weights_only=True``, but its config is handed to Hydra's
+``instantiate``, which imports and calls whatever ``_target_`` names: ``torch.load`` with
+``weights_only: false`` runs a pickle, ``io.open`` with mode ``w`` truncates a file. So a config
+may only name, at each place, a ``_target_`` that one of dmrl's own config files puts at that
+place (``env._target_`` one of the env group's classes, and so on); it may not hold
+interpolations (a stored config is resolved) or Hydra's positional ``_args_``; and it must pass
+the same checks as a command line. Anything else is refused in one line before anything is built.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml  # omegaconf's own dependency: the conf files are read as plain data
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dmrl.config import CONF_DIR, TRAIN_RULES, validate
+from dmrl.errors import ConfigError
+
+# Hydra's instantiate keys that only shape a call (never name code); ``_args_`` passes positional values.
+CALL_KEYS = ("_partial_", "_convert_", "_recursive_")
+PACKAGE_GLOBAL = "# @package _global_"
+
+
+def _targets_in(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(path of the node that holds ``_target_``, its value) for every ``_target_`` under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _targets_in(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _targets_in(value, f"{path}.{i}" if path else str(i))
+
+
+@functools.cache
+def allowed_targets() -> dict[str, frozenset[str]]:
+    """Where dmrl's config groups put a ``_target_`` (a node's path) and which ones they put there."""
+    found: dict[str, set[str]] = {}
+    for file in sorted(CONF_DIR.rglob("*.yaml")):
+        group = file.parent.relative_to(CONF_DIR).as_posix()
+        if group == "." or group.split("/")[0] in ("hydra", "launcher", "hparams_search"):
+            continue  # train.yaml's own _target_ is Hydra's callback; launchers/sweepers are Hydra's keys
+        text = file.read_text()
+        data = yaml.safe_load(text) or {}
+        prefix = "" if PACKAGE_GLOBAL in text else group.replace("/", ".")
+        for path, target in _targets_in(data, prefix):
+            if path.startswith("hydra.") or path == "hydra":
+                continue
+            found.setdefault(path, set()).add(str(target))
+    return {path: frozenset(targets) for path, targets in found.items()}
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+    """(path, key, value) of every entry of a plain container tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}" if path else str(key)
+            yield here, key, value
+            yield from _walk(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            here = f"{path}.{i}" if path else str(i)
+            yield here, i, value
+            yield from _walk(value, here)
+
+
+def check_targets(cfg: DictConfig | dict, source: str, resolved: bool = False) -> None:
+    """Refuse a config that names code dmrl's own config files do not put at that place.
+
+    ``resolved``: the config was stored resolved (a checkpoint's), so an interpolation in it is
+    an alteration (``${oc.env:...}`` and other resolvers would read the machine at load time).
+    """
+    data = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
+    allowed = allowed_targets()
+    for path, key, value in _walk(data, ""):
+        if resolved and isinstance(value, str) and "${" in value:
+            raise ConfigError(f"{source}: {path} holds an interpolation ({value[:60]!r}); a stored config is "
+                              "resolved, so this one was altered; refused")
+        if not isinstance(key, str) or not key.startswith("_"):
+            continue
+        node = path.rpartition(".")[0]
+        if key == "_target_":
+            ok = allowed.get(node, frozenset())
+            if value not in ok:
+                where = f"one of {', '.join(sorted(ok))}" if ok else "none (dmrl builds nothing there)"
+                raise ConfigError(f"{source}: {path} is {value!r}, which dmrl's config groups do not define "
+                                  f"there (allowed: {where}); refused, nothing was built")
+        elif key not in CALL_KEYS:
+            raise ConfigError(f"{source}: {path} is a Hydra instantiation key dmrl never writes; refused, "
+                              "nothing was built")
+
+
+def stored_config(text: Any, source: str) -> DictConfig:
+    """The config a checkpoint (or a sweep job's files) stored, checked like a command line.
+
+    ``source`` names where it came from in the one-line error (e.g. ``checkpoint run/last.pt``).
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"{source}: its config is not YAML text (got {type(text).__name__})")
+    try:
+        cfg = OmegaConf.create(text)  # omegaconf's YAML loader (floats like 1e-3), interpolations left unresolved
+    except Exception as e:  # yaml's scanner/parser errors, omegaconf's own
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"{source}: its config is not valid YAML ({first})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{source}: its config is not a mapping of keys (got a list)")
+    check_targets(cfg, source, resolved=True)
+    try:
+        validate(cfg, TRAIN_RULES)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return cfg
+

@@ -122,3 +122,99 @@ def test_dmrl_report_bad_input_is_one_line(tmp_path, cli_env, arg, expect):
     proc = subprocess.run(["dmrl-report", arg], cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=60)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and expect in lines[0], proc.stderr
+
+
+def _tear_middle_line(sweep: Path) -> tuple[str, str]:
+    path = sweep / "7/metrics.jsonl"  # three records: tear the second
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:25] + "\n" + lines[2])
+    return "7/metrics.jsonl: line 2", "failed"
+
+
+def _string_objective(sweep: Path) -> tuple[str, str]:
+    path = sweep / "0/summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "objective": "abc"}))
+    return "0/summary.json: objective must be a number", "corrupt"
+
+
+def _corrupt_summary(sweep: Path) -> tuple[str, str]:
+    (sweep / "4/summary.json").write_text('{"status": "finished", "objec')
+    return "4/summary.json: not JSON", "corrupt"
+
+
+def _overrides_not_yaml(sweep: Path) -> tuple[str, str]:
+    (sweep / "9/.hydra/overrides.yaml").write_text("- [seed=4\n")
+    return "9/.hydra/overrides.yaml: not readable as YAML", "unfinished"
+
+
+def _overrides_not_a_list(sweep: Path) -> tuple[str, str]:
+    (sweep / "9/.hydra/overrides.yaml").write_text("seed: 4\n")
+    return "9/.hydra/overrides.yaml: a YAML list of override strings is expected", "unfinished"
+
+
+@pytest.mark.parametrize("damage", [_tear_middle_line, _string_objective, _corrupt_summary, _overrides_not_yaml,
+                                    _overrides_not_a_list])
+def test_dmrl_report_unreadable_file_of_one_run_is_one_warning(sweep, tmp_path, cli_env, damage):
+    expect, status = damage(sweep)
+    run_name = expect.split("/")[0]
+    proc = subprocess.run(["dmrl-report", str(sweep)], cwd=tmp_path, env=cli_env, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dmrl-report: warning: ") and f"{sweep}/{expect}" in lines[0], lines[0]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| {sweep}/{run_name} |")]
+    assert len(rows) == 1 and f"| {status} |" in rows[0], proc.stdout  # listed, not averaged
+    statuses = {Path(r["run"]).name: r["status"] for r in csv.DictReader(open(sweep / "report/runs.csv"))}
+    assert statuses[run_name] == status and len(statuses) == 10
+    assert expect.split(":")[0] in (sweep / "report/results.md").read_text()  # the warning is in the report too
+    if status == "corrupt":  # a corrupt summary is neither finished nor unfinished
+        assert "(6 finished, 1 failed, 2 unfinished, 1 corrupt)" in proc.stdout
+    if damage is _tear_middle_line:  # the lines after the torn one still count for the last iteration
+        assert "| failed | algo.inner_lr=0.2 | 3 | 3 | surrogate loss is nan" in rows[0]
+
+
+@pytest.mark.parametrize("out,expect", [("afile/report", "cannot create --out afile/report: Not a directory"),
+                                        ("afile", "--out afile is an existing file, not a directory")])
+def test_dmrl_report_out_that_cannot_be_written_is_one_error(sweep, tmp_path, cli_env, out, expect):
+    (tmp_path / "afile").write_text("not a directory\n")
+    proc = subprocess.run(["dmrl-report", str(sweep), "--out", out], cwd=tmp_path, env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines == [f"dmrl-report: error: {expect}"], proc.stderr
+    assert (tmp_path / "afile").read_text() == "not a directory\n"
+
+
+def test_dmrl_report_permission_error_while_writing_is_one_error(sweep, tmp_path, monkeypatch, capsys):
+    # as root, chmod does not stop a write: make the write itself fail as it would for a user
+    import dmrl.report
+    from dmrl.cli.report import main
+
+    def denied(runs, out):
+        raise PermissionError(13, "Permission denied", str(out / "results.csv"))
+
+    monkeypatch.setattr(dmrl.report, "write_report", denied)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(sweep), "--out", str(tmp_path / "rep")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert err[0] == f"dmrl-report: error: cannot write the report into {tmp_path / 'rep'}: Permission denied " \
+                     f"({tmp_path / 'rep/results.csv'})"
+
+
+def test_read_summary_rejects_wrong_types_strictly_and_reads_them_as_none_otherwise(tmp_path):
+    from dmrl.summary import read_summary
+
+    good = {"status": "finished", "objective": 1.5, "overrides": ["seed=0"], "heldout": {"return_mean": [0.0, None]}}
+    (tmp_path / "summary.json").write_text(json.dumps(good))
+    assert read_summary(tmp_path, strict=True) == good
+    for bad, why in ((dict(good, objective="abc"), "objective must be a number or null, got 'abc'"),
+                     (dict(good, status="running"), "status must be"),
+                     (dict(good, overrides="seed=0"), "overrides must be a list of strings"),
+                     (dict(good, heldout={"return_mean": ["x"]}), "heldout.return_mean must be a list of numbers"),
+                     ([1, 2], "a JSON object is expected, got list")):
+        (tmp_path / "summary.json").write_text(json.dumps(bad))
+        assert read_summary(tmp_path) is None  # a re-launched sweep runs such a job again
+        with pytest.raises(ValueError, match=why):
+            read_summary(tmp_path, strict=True)
+    (tmp_path / "summary.json").unlink()
+    assert read_summary(tmp_path, strict=True) is None

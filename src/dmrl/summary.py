@@ -38,11 +38,65 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run's summary, or None when it has none (or an unreadable one: treated as unfinished)."""
+def read_summary(run_dir: Path, *, strict: bool = False) -> dict[str, Any] | None:
+    """The run's summary, or None when it has none.
+
+    A summary that cannot be used (not JSON, not an object, or a field of the wrong type, e.g. a
+    string ``objective``) is None as well, so that a re-launched sweep runs that job again; with
+    ``strict=True`` it raises ``ValueError`` saying what is wrong instead (dmrl-report lists such a
+    run as corrupt rather than as unfinished).
+    """
     path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+
+    def number(x: Any) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+    def numbers(x: Any) -> bool:
+        return x is None or (isinstance(x, list) and all(map(number, x)))
+
+    def shown(x: Any) -> str:
+        r = repr(x)
+        return r if len(r) <= 60 else r[:57] + "..."
+
+    # field -> (is it well-typed, what it must be); every field is optional except status
+    checks = {
+        "status": (lambda x: x in (FINISHED, FAILED), f"{FINISHED!r} or {FAILED!r}"),
+        "objective": (number, "a number or null"),
+        "objective_name": (lambda x: isinstance(x, str), "a string"),
+        "iteration": (number, "a number"),
+        "env_steps": (number, "a number"),
+        "wall_time_s": (number, "a number or null"),
+        "train_time_s": (number, "a number or null"),
+        "error": (lambda x: x is None or isinstance(x, str), "a string"),
+        "overrides": (lambda x: isinstance(x, list) and all(isinstance(o, str) for o in x), "a list of strings"),
+        "final": (lambda x: x is None or isinstance(x, dict), "an object or null"),
+        "heldout": (lambda x: x is None or isinstance(x, dict), "an object or null"),
+    }
+    nested = {  # the numbers a report reads inside final and heldout
+        "final": {k: (number, "a number or null") for k in
+                  ("iteration", "env_steps", "meta_train/return_pre_adapt", "meta_train/return_post_adapt")},
+        "heldout": {**{k: (numbers, "a list of numbers") for k in
+                       ("return_mean", "return_ci95", "episode_return_mean", "episode_return_ci95")},
+                    **{k: (number, "a number or null") for k in ("trial_return_mean", "trial_return_ci95")}},
+    }
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object is expected, got {type(data).__name__}")
+        if "status" not in data:
+            raise ValueError("no status")
+        for key, (ok, what) in checks.items():
+            if key in data and not ok(data[key]):
+                raise ValueError(f"{key} must be {what}, got {shown(data[key])}")
+        for outer, inner in nested.items():
+            for key, (ok, what) in inner.items():
+                if isinstance(data.get(outer), dict) and key in data[outer] and not ok(data[outer][key]):
+                    raise ValueError(f"{outer}.{key} must be {what}, got {shown(data[outer][key])}")
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if strict:
+            reason = f"not JSON ({e})" if isinstance(e, json.JSONDecodeError) else str(e)
+            raise ValueError(f"{path}: {reason}") from None
         return None
-    return data if isinstance(data, dict) else None
+    return data

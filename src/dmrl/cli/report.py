@@ -21,22 +21,47 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: the first DIR/report)")
     args = p.parse_args(argv)
 
+    try:
+        report(args)
+    except KeyboardInterrupt:
+        fail(PROG, "interrupted", 130)
+    except Exception as e:  # a user sees one line, never a traceback
+        fail(PROG, f"unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", 1)
+
+
+def report(args: argparse.Namespace) -> None:
     from dmrl.report import REPORT_DIR, find_run_dirs, load_run, write_report
 
     run_dirs: dict[Path, None] = {}
     for d in args.dirs:
         if not d.is_dir():
             fail(PROG, f"{d} is not a directory")
-        found = find_run_dirs(d)
+        try:
+            found = find_run_dirs(d)
+        except OSError as e:
+            fail(PROG, f"cannot search {d} for runs: {e.strerror or e}")
         if not found:
             fail(PROG, f"no runs under {d} (a run dir holds metrics.jsonl, summary.json or .hydra/overrides.yaml)")
         run_dirs.update(dict.fromkeys(f.resolve() for f in found))
-    runs = [load_run(d) for d in run_dirs]
     out = args.out or args.dirs[0] / REPORT_DIR
-    text, paths = write_report(runs, out)
+    where = "--out" if args.out else "the report dir (choose another with --out)"
+    if out.exists() and not out.is_dir():
+        fail(PROG, f"{where} {out} is an existing file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, read-only file system
+        fail(PROG, f"cannot create {where} {out}: {e.strerror or e}")
+    runs = [load_run(d) for d in run_dirs]
+    for run in runs:
+        for warning in run.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    try:
+        text, paths = write_report(runs, out)
+    except OSError as e:
+        fail(PROG, f"cannot write the report into {out}: {e.strerror or e}"
+                   + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
     print(text)
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stdout)
-
 
 if __name__ == "__main__":
     main()

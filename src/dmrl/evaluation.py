@@ -109,7 +109,25 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
-def plot_adaptation(result: dict, path: Path) -> None:
+# readable names of the classic baselines (dmrl.classic) in plots
+BASELINE_NAMES = {"random": "random", "greedy": "greedy", "epsilon_greedy": "ε-greedy (ε = 0.1)", "ucb1": "UCB1",
+                  "thompson": "Thompson sampling", "bayes_optimal": "Bayes-optimal", "psrl": "PSRL (posterior sampling)",
+                  "per_state_bandit": "per-state bandit"}
+
+
+def _heading(result: dict, learner: str, env: str | None) -> str:
+    """``point_nav · MAML``: the env from the caller, ``result["env"]`` or the checkpoint's run dir."""
+    from dmrl.report import plot_heading, run_labels
+
+    env = env or result.get("env")
+    if env is None and result.get("checkpoint"):
+        ckpt = Path(result["checkpoint"])
+        env = run_labels(ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent)[0]
+    return plot_heading(env, learner)
+
+
+def plot_adaptation(result: dict, path: Path, env: str | None = None):
+    """MAML's adaptation curve on the held-out tasks; returns the figure (saved and closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,18 +135,19 @@ def plot_adaptation(result: dict, path: Path) -> None:
 
     steps = np.asarray(result["adapt_steps"])
     mean, ci = np.asarray(result["return_mean"]), np.asarray(result["return_ci95"])
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot(steps, mean, marker="o")
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120, layout="constrained")
+    ax.plot(steps, mean, marker="o", label="mean over tasks")
     ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25, label="95% interval")
     ax.set_xlabel("inner gradient steps")
     ax.set_ylabel("mean episode return")
     ax.set_xticks(steps)
-    ax.set_title(f"adaptation on {result['num_tasks']} held-out tasks")
+    ax.set_title(f"{_heading(result, 'MAML', env)}: adaptation on {result['num_tasks']} held-out tasks\n"
+                 f"band: 95% normal interval of the mean over tasks", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+    return fig
 
 
 def _write_trial_csv(result: dict, path: Path) -> None:
@@ -144,7 +163,9 @@ def _write_trial_csv(result: dict, path: Path) -> None:
                         result["num_tasks"]])
 
 
-def plot_trials(result: dict, path: Path) -> None:
+def plot_trials(result: dict, path: Path, env: str | None = None):
+    """RL²'s within-trial curve next to the classic baselines' (left), and every policy's trial
+    return with its 95% interval (right). Returns the figure (saved and closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,19 +173,37 @@ def plot_trials(result: dict, path: Path) -> None:
 
     episodes = np.asarray(result["episodes"])
     mean, ci = np.asarray(result["episode_return_mean"]), np.asarray(result["episode_return_ci95"])
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
-    ax.plot(episodes, mean, marker="o", color="black", label="learner")
-    ax.fill_between(episodes, mean - ci, mean + ci, color="black", alpha=0.2)
-    for name, b in result["baselines"].items():
-        ax.plot(episodes, b["episode_return_mean"], lw=1, alpha=0.8, label=name)
+    baselines = result["baselines"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120, layout="constrained",
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    ax.plot(episodes, mean, marker="o", color="black", lw=2, label="RL² (learner), 95% interval")
+    ax.fill_between(episodes, mean - ci, mean + ci, color="black", alpha=0.15)
+    for k, (name, b) in enumerate(baselines.items()):
+        ax.plot(episodes, b["episode_return_mean"], lw=1.2, alpha=0.9, color=f"C{k}", marker=".",
+                label=BASELINE_NAMES.get(name, name.replace("_", " ")))
     ax.set_xlabel("episode of the trial")
     ax.set_ylabel("mean episode return")
-    ax.set_title(f"within-trial adaptation on {result['num_tasks']} held-out tasks")
+    ax.set_xticks(episodes)
+    ax.set_title("return per episode (baselines: mean only)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
+    rows = [("RL² (learner)", result["trial_return_mean"], result["trial_return_ci95"], "black")]
+    rows += [(BASELINE_NAMES.get(n, n.replace("_", " ")), b["trial_return_mean"], b["trial_return_ci95"], f"C{k}")
+             for k, (n, b) in enumerate(baselines.items())]
+    y = np.arange(len(rows))[::-1]
+    for yi, (label, m, c, color) in zip(y, rows):
+        bx.errorbar(m, yi, xerr=c, fmt="o", color=color, capsize=4, ms=6)
+    bx.set_yticks(y, [r[0] for r in rows], fontsize=9)
+    bx.set_xlabel("trial return (sum over the trial's episodes)")
+    bx.set_title("trial return, 95% interval", fontsize=10)
+    bx.grid(alpha=0.3, axis="x")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(f"{_heading(result, 'RL²', env)}: within-trial adaptation on {result['num_tasks']} held-out tasks, "
+                 f"classic baselines on the same tasks\nintervals: 95% normal interval of the mean over tasks",
+                 fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+    return fig
 
 
 def _last_step_sizes(result: dict) -> list:

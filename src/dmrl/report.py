@@ -365,6 +365,12 @@ def _runs_heading(groups: list[Group]) -> str:
     return plot_heading(names((r.env for r in runs), ""), names((r.learner for r in runs), ""))
 
 
+def _interval_note(groups: list[Group]) -> str:
+    if all(len(g.runs) < 2 for g in groups):
+        return "lines: one seed per config, no interval"
+    return "lines: mean over seeds, bands: 95% bootstrap interval over seeds"
+
+
 def _legend_below(fig, ax, n: int) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -407,8 +413,8 @@ def plot_learning_curves(groups: list[Group], path: Path):
         ax.ticklabel_format(axis="x", style="plain", useOffset=False)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean episode return")
-    fig.suptitle(f"{_runs_heading(groups)}: training curves; lines: mean over seeds, bands: 95% bootstrap interval "
-                 f"over seeds" + (f"\nall runs: {common}" if common else ""), fontsize=10)
+    fig.suptitle(f"{_runs_heading(groups)}: training curves; {_interval_note(groups)}"
+                 + (f"\nall runs: {common}" if common else ""), fontsize=10)
     _legend_below(fig, axes[0], len(groups))
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
@@ -457,8 +463,8 @@ def plot_adaptation(groups: list[Group], path: Path):
     ax.set_ylabel("mean episode return on held-out tasks")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{_runs_heading(drawn)}: adaptation on held-out tasks\nlines: mean over seeds, bands: 95% bootstrap "
-                 f"interval over seeds" + (f"\nall runs: {common}" if common else ""), fontsize=10)
+    ax.set_title(f"{_runs_heading(drawn)}: adaptation on held-out tasks\n{_interval_note(drawn)}"
+                 + (f"\nall runs: {common}" if common else ""), fontsize=10)
     _legend_below(fig, ax, len(drawn))
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

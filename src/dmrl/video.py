@@ -268,36 +268,58 @@ def _render_mujoco(recorder: Recorder, phases, out_dir: Path) -> tuple[list[dict
 
 
 def _plot_planar(phases, out_dir: Path) -> tuple[list[dict], list[str]]:
+    video_dir = out_dir / "videos"
+    video_dir.mkdir(parents=True, exist_ok=True)
+    path = video_dir / "trajectories.png"
+    plot_planar(phases, path)
+    entries = []
+    for phase, step, rollout in phases:
+        for i in range(len(rollout.tasks["goal"])):
+            states, ret = rollout.episode(i)
+            entries.append({"path": path.relative_to(out_dir).as_posix(), "task": i, "phase": phase,
+                            "adapt_steps": step, "return": ret, "frames": len(states), "format": "png",
+                            "task_params": _task_params(rollout.tasks, i)})
+    return entries, [f"note: point_nav has no MuJoCo scene to film; drew the episodes into {path}"]
+
+
+def plot_planar(phases, path: Path, env: str = "point_nav", learner: str = "MAML"):
+    """One panel per phase (before / after adapting), each with episode 0 of every recorded task,
+    all panels on the same square x/y limits so positions compare across panels. Returns the
+    figure (saved and closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    video_dir = out_dir / "videos"
-    video_dir.mkdir(parents=True, exist_ok=True)
-    path = video_dir / "trajectories.png"
-    fig, axes = plt.subplots(1, len(phases), figsize=(4.2 * len(phases), 4.2), dpi=110, squeeze=False)
-    entries = []
-    for ax, (phase, step, rollout) in zip(axes[0], phases):
+    episodes = [[rollout.episode(i) for i in range(len(rollout.tasks["goal"]))] for _, _, rollout in phases]
+    points = [np.asarray(r.tasks["goal"], dtype=np.float64)[:, :2] for _, _, r in phases]
+    points += [states[:, :2] for eps in episodes for states, _ in eps]
+    pts = np.concatenate(points) if points else np.zeros((1, 2))
+    center = (pts.min(0) + pts.max(0)) / 2
+    half = max(float((pts.max(0) - pts.min(0)).max()) / 2, 1e-3) * 1.08
+    fig, axes = plt.subplots(1, len(phases), figsize=(4.6 * len(phases), 5.6), dpi=110, squeeze=False,
+                             layout="constrained")
+    for ax, (phase, step, rollout), eps in zip(axes[0], phases, episodes):
         goals = np.asarray(rollout.tasks["goal"], dtype=np.float64)
-        for i in range(len(goals)):
-            states, ret = rollout.episode(i)
+        for i, (states, ret) in enumerate(eps):
             color = f"C{i % 10}"
             ax.plot(states[:, 0], states[:, 1], "-", color=color, lw=1.2, label=f"task {i}: return {ret:.2f}")
             ax.plot(states[0, 0], states[0, 1], "o", color=color, ms=4)
             ax.plot(goals[i, 0], goals[i, 1], "*", color=color, ms=12, mec="k")
-            entries.append({"path": path.relative_to(out_dir).as_posix(), "task": i, "phase": phase,
-                            "adapt_steps": step, "return": ret, "frames": len(states), "format": "png",
-                            "task_params": _task_params(rollout.tasks, i)})
-        ax.set_title(f"{phase}: after {step} inner step{'s' if step != 1 else ''}")
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"{'before' if step == 0 else 'after'} adapting ({step} inner step{'s' if step != 1 else ''})",
+                     fontsize=10)
+        ax.set_xlim(center[0] - half, center[0] + half)
+        ax.set_ylim(center[1] - half, center[1] + half)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("x position")
+        ax.set_ylabel("y position")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle("episodes (dots: start, stars: goals)")
-    fig.tight_layout()
-    fig.savefig(path)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, frameon=False)
+    fig.suptitle(f"{env} · {learner}: episode 0 of {len(episodes[0]) if episodes else 0} held-out tasks "
+                 f"(dots: start, stars: goals)\none episode per task, no interval", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
-    return entries, [f"note: point_nav has no MuJoCo scene to film; drew the episodes into {path}"]
+    return fig
 
 
 # --- the rendering child -----------------------------------------------------------------------

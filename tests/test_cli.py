@@ -10,6 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dmrl.checkpoint import checksum
+
 SMOKE = ["experiment=smoke", "logger=jsonl"]
 
 
@@ -79,10 +81,11 @@ def test_resume_equals_uninterrupted(tmp_path, cli_env):
 def test_resume_keeps_the_checkpoint_settings_unless_typed(tmp_path, cli_env):
     run(["dmrl-train", *SMOKE, "iterations=3", "checkpoint.every=1", "hydra.run.dir=run"], tmp_path, cli_env)
     (tmp_path / "run/checkpoints/iter_000003.pt").unlink()
-    proc = run(["dmrl-train", "resume=run/checkpoints/iter_000002.pt", "algo.inner_lr=0.5", "hydra.run.dir=r2"],
+    (tmp_path / "run/checkpoints/last.pt").unlink()  # iteration 2 is now the run's newest checkpoint
+    proc = run(["dmrl-train", "resume=run/checkpoints/iter_000002.pt", "algo.fast_batch_size=5", "hydra.run.dir=r2"],
                tmp_path, cli_env)
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "algo.inner_lr=0.5" in warnings[0]  # only what the user typed
+    assert len(warnings) == 1 and "algo.fast_batch_size=5" in warnings[0]  # only what the user typed
     assert [r["iteration"] for r in metrics(tmp_path / "run")] == [1, 2, 3]  # the stored iterations=3
     assert (tmp_path / "run/checkpoints/iter_000003.pt").is_file()  # the stored checkpoint.every=1
     proc = run(["dmrl-train", "resume=run/checkpoints/last.pt", "iterations=4", "hydra.run.dir=r3"], tmp_path, cli_env)
@@ -178,6 +181,7 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
     config = OmegaConf.create(good["config"])
     config.policy.frobnicate = 1
     good["config"] = OmegaConf.to_yaml(config)
+    good["checksum"] = checksum({k: v for k, v in good.items() if k not in ("format", "version", "checksum")})
     torch.save(good, newer)
     cases["unknown policy key"] = (newer, "frobnicate")
     for name, (path, expect) in cases.items():

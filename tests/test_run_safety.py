@@ -59,6 +59,14 @@ def _with_config(src: Path, dst: Path, edit) -> Path:
     config = OmegaConf.to_container(OmegaConf.create(state["config"]))
     edit(config)
     state["config"] = OmegaConf.to_yaml(OmegaConf.create(config))
+    return _resign(state, dst)
+
+
+def _resign(state: dict, dst: Path) -> Path:
+    """Save an altered checkpoint with a matching checksum: an attacker can compute one too."""
+    from dmrl.checkpoint import checksum
+
+    state["checksum"] = checksum({k: v for k, v in state.items() if k not in ("format", "version", "checksum")})
     torch.save(state, dst)
     return dst
 
@@ -91,3 +99,318 @@ def test_a_checkpoint_config_cannot_run_code(trained, tmp_path, cli_env):
     assert victim.read_text() == "precious\n"
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before
+
+
+# --- runs that were silently lost or mixed ---------------------------------------------------------
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_time(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in records]
+
+
+def test_a_fresh_run_never_replaces_an_old_one_unless_asked(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "logger=default", "iterations=3", "checkpoint.every=1", "hydra.run.dir=run"],
+        tmp_path, cli_env)
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
+    line = one_line(run(["dmrl-train", *SMOKE, "hydra.run.dir=run"], tmp_path, cli_env, ok=False))
+    assert "already holds a run" in line and "resume=run/checkpoints/last.pt" in line and "overwrite=true" in line
+    assert {p: p.read_bytes() for p in files} == files  # .hydra/ included: nothing was touched
+    run(["dmrl-train", *SMOKE, "logger=default", "iterations=2", "checkpoint.every=2", "overwrite=true",
+         "hydra.run.dir=run"], tmp_path, cli_env)
+    assert [r["iteration"] for r in metrics(tmp_path / "run")] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["iter_000002.pt", "last.pt"]
+    assert len(list((tmp_path / "run/tb").glob("events.*"))) == 1  # the old run's events went with it
+
+
+def test_default_run_dirs_are_unique_and_a_run_dir_is_locked(tmp_path, cli_env):
+    slow = [*SMOKE, "iterations=100000", "checkpoint.every=100000"]
+    first = subprocess.Popen(["dmrl-train", *slow, "hydra.run.dir=busy"], cwd=tmp_path, env=cli_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (tmp_path / "busy/metrics.jsonl").is_file():
+            assert first.poll() is None
+        hydra_files = {p: p.read_bytes() for p in (tmp_path / "busy/.hydra").iterdir()}
+        for extra in ([], ["overwrite=true"], ["resume=busy/checkpoints/last.pt"]):
+            line = one_line(run(["dmrl-train", *SMOKE, *extra, "hydra.run.dir=busy"], tmp_path, cli_env, ok=False))
+            assert f"in use by another dmrl-train process (pid {first.pid})" in line, line
+        line = one_line(run(["dmrl-train", "resume=busy/checkpoints/last.pt"], tmp_path, cli_env, ok=False))
+        assert "in use" in line  # resuming continues the run dir: refused while its run is alive
+        assert {p: p.read_bytes() for p in hydra_files} == hydra_files
+    finally:
+        first.kill()
+        first.wait()
+    # two runs started together with the default run dir: two dirs
+    procs = [subprocess.Popen(["dmrl-train", *SMOKE, "iterations=1", "final_eval.num_tasks=0"], cwd=tmp_path,
+                              env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    dirs = sorted((tmp_path / "outputs/train").glob("*/*"))
+    assert len(dirs) == 2 and all(len(metrics(d)) == 1 for d in dirs)
+    # the lock died with the killed process: the run resumes
+    run(["dmrl-train", "resume=busy/checkpoints/last.pt", "iterations=" + str(len(metrics(tmp_path / "busy")) + 1),
+         "final_eval.num_tasks=0"], tmp_path, cli_env)
+
+
+def test_resuming_an_older_checkpoint_branches_instead_of_cutting(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "iterations=3", "checkpoint.every=1", "checkpoint.keep=5", "hydra.run.dir=run"],
+        tmp_path, cli_env)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
+    proc = run(["dmrl-train", "resume=run/checkpoints/iter_000001.pt", "iterations=3", "hydra.run.dir=branch"],
+               tmp_path, cli_env)
+    assert "new run dir" in proc.stderr and "branch" in proc.stderr
+    assert {p: p.read_bytes() for p in before} == before  # the original run is whole
+    branch = tmp_path / "branch"
+    parent = json.loads((branch / "parent.json").read_text())
+    assert parent["iteration"] == 1 and parent["run_dir"] == str(tmp_path / "run")
+    # the branch replays iterations 2 and 3 exactly (same config, same states)
+    assert without_time(metrics(branch)) == without_time(metrics(tmp_path / "run"))
+    summary = json.loads((branch / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["parent"] == str(tmp_path / "run")
+    assert "experiment=smoke" in summary["overrides"]  # the parent's command line, not the resume's
+
+
+def test_a_run_killed_before_its_summary_is_completed_by_resume(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "hydra.run.dir=run"], tmp_path, cli_env)
+    done = json.loads((tmp_path / "run/summary.json").read_text())
+    (tmp_path / "run/summary.json").unlink()  # what a kill during the final evaluation leaves
+    proc = run(["dmrl-train", "resume=run/checkpoints/last.pt"], tmp_path, cli_env)
+    assert "completing" in proc.stderr
+    again = json.loads((tmp_path / "run/summary.json").read_text())
+    assert again["status"] == "finished" and again["heldout"] == done["heldout"]
+    assert again["objective"] == done["objective"] and len(metrics(tmp_path / "run")) == 2
+    for key in ("dmrl", "torch", "gymnasium", "mujoco"):
+        assert again["versions"][key], key
+    assert again["device"] == "cpu"
+    proc = run(["dmrl-train", "resume=run/checkpoints/last.pt"], tmp_path, cli_env)
+    assert "nothing to do" in proc.stdout and "finished" in proc.stdout
+
+
+@pytest.mark.parametrize("sig,code,name", [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "Ctrl-C")])
+def test_sigterm_and_ctrl_c_say_where_the_checkpoint_is_and_how_to_resume(tmp_path, cli_env, sig, code, name):
+    import shlex
+    import signal
+
+    proc = subprocess.Popen(["dmrl-train", *SMOKE, "iterations=100000", "checkpoint.every=100000",
+                             "hydra.run.dir=run"], cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not (tmp_path / "run/metrics.jsonl").is_file() or len(metrics(tmp_path / "run")) < 3:
+        assert proc.poll() is None
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert out.startswith(f"run dir: {tmp_path / 'run'}  (tensorboard --logdir ")  # said at the start
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert f"interrupted by {name}" in lines[0] and "resume with: dmrl-train resume=" in lines[0]
+    command = shlex.split(lines[0].split("resume with: ")[1])
+    assert command[1] == f"resume={tmp_path / 'run/checkpoints/last.pt'}"
+    reached = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["iteration"]
+    assert f"(iteration {reached})" in lines[0]
+    run([*command, f"iterations={reached + 1}", "final_eval.num_tasks=2"], tmp_path, cli_env)
+    assert [r["iteration"] for r in metrics(tmp_path / "run")] == list(range(1, reached + 2))
+
+
+def test_stale_temp_files_of_an_interrupted_write_are_removed(tmp_path, cli_env):
+    run(["dmrl-train", *SMOKE, "hydra.run.dir=run"], tmp_path, cli_env)
+    stale = [tmp_path / "run/checkpoints/.iter_000007.pt.tmp-4242", tmp_path / "run/.summary.json.tmp-4242"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    proc = run(["dmrl-train", "resume=run/checkpoints/last.pt", "iterations=3", "final_eval.num_tasks=2"],
+               tmp_path, cli_env)
+    assert not any(p.exists() for p in stale)
+    assert proc.stderr.count("left by a write that was interrupted") == 2
+
+
+def test_the_advice_after_a_divergence_is_true(tmp_path, cli_env):
+    # diverging at iteration 1: no checkpoint exists, and the message says so
+    line = one_line(run(["dmrl-train", *SMOKE, "algo.inner_lr=1e30", "hydra.run.dir=a"], tmp_path, cli_env, ok=False))
+    assert "before its first checkpoint" in line and "algo.inner_lr=" in line and "intact" not in line
+    # diverging later: resume with the step sizes the message names, and the run goes on
+    run(["dmrl-train", *SMOKE, "hydra.run.dir=b"], tmp_path, cli_env)
+    proc = run(["dmrl-train", "resume=b/checkpoints/last.pt", "iterations=3", "algo.inner_lr=1e30"], tmp_path,
+               cli_env, ok=False)
+    assert proc.returncode == 3 and "resume changes algo.inner_lr: 0.1 -> 1e+30" in proc.stderr
+    advice = proc.stderr.strip().splitlines()[-1].split("e.g. ")[1].split()
+    assert advice[0:2] == ["dmrl-train", f"resume={tmp_path / 'b/checkpoints/last.pt'}"]
+    assert any(a.startswith("algo.inner_lr=") for a in advice) and any(a.startswith("meta_optimizer.max_kl=") for a in advice)
+    fixed = [a if not a.startswith("algo.inner_lr=") else "algo.inner_lr=0.05" for a in advice]
+    proc = run([*fixed, "iterations=3", "final_eval.num_tasks=2"], tmp_path, cli_env)
+    assert "resume changes algo.inner_lr: 0.1 -> 0.05" in proc.stderr and "warning" not in proc.stderr
+    assert [r["iteration"] for r in metrics(tmp_path / "b")] == [1, 2, 3]
+    stored = OmegaConf.create(torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["config"])
+    assert stored.algo.inner_lr == 0.05  # the smaller step is the run's from now on
+
+
+# --- errors that were tracebacks, input that was accepted silently ---------------------------------
+
+BAD_INPUT = [
+    (["dmrl-train", "seed=99999999999999999999"], "seed must be an integer in [0, 4294967295]"),
+    (["dmrl-eval", "checkpoint=x.pt", "seed=99999999999999999999"], "seed must be an integer in [0, 4294967295]"),
+    (["dmrl-train", "env.horizon=100000000"], "GiB per meta-iteration (env.horizon=100000000"),
+    (["dmrl-train", "algo.meta_batch_size=100000"], "algo.meta_batch_size=100000"),
+    (["dmrl-train", "env=bandit", "algo=rl2", "algo.meta_batch_size=100000000"], "available: lower one of these sizes"),
+    (["dmrl-train", "hydra.run.dir=afile/run"], "hydra.run.dir: cannot create afile/run: afile is a file"),
+    (["dmrl-train", "-m", "seed=0,1", "hydra.sweep.dir=afile/sweep"], "hydra.sweep.dir: cannot create"),
+    (["dmrl-train", "+foo=1"], "+foo=1: foo is not a key of dmrl's config"),
+    (["dmrl-train", "+iteration=5"], "allowed keys at the top level: algo, checkpoint"),
+    (["dmrl-train", "++algo.bar=5"], "allowed keys under algo:"),
+    (["dmrl-eval", "checkpoint=/tmp/my", "run/last.pt"], "quote it: checkpoint='/tmp/my run/last.pt'"),
+    (["dmrl-train", "--experimental-rerun", "outputs/x/.hydra/config.pickle"], "can run code"),
+    (["dmrl-eval", "checkpoint=x.pt", "adapt_steps=1000"], "adapt_steps must be an integer in [0, 100]"),
+]
+
+
+@pytest.mark.parametrize("cmd,expect", BAD_INPUT, ids=[" ".join(c) for c, _ in BAD_INPUT])
+def test_bad_input_is_one_line_before_any_work(tmp_path, cli_env, cmd, expect):
+    (tmp_path / "afile").write_text("a file, not a dir\n")
+    proc = run([*cmd, *([] if cmd[0] == "dmrl-eval" else ["logger=jsonl"])], tmp_path, cli_env, ok=False)
+    line = one_line(proc)
+    assert expect in line, line
+    assert not list(tmp_path.rglob(".hydra"))  # refused before any work; no run dir is left behind
+
+
+def test_a_linear_policy_is_said_to_be_one(tmp_path, cli_env):
+    proc = run(["dmrl-train", *SMOKE, "policy.hidden_sizes=[]", "final_eval.num_tasks=2", "hydra.run.dir=run"],
+               tmp_path, cli_env)
+    assert "policy.hidden_sizes=[] is a linear policy" in proc.stderr
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert set(state["algo"]["policy"]) == {"mu.weight", "mu.bias", "log_std"}
+
+
+def _flip_a_bit(src: Path, dst: Path) -> Path:
+    """Flip one bit in the largest tensor's stored bytes (torch's zip stores them uncompressed)."""
+    import struct
+    import zipfile
+
+    raw = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    h = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[h + 26 : h + 30])
+    raw[h + 30 + name_len + extra_len + 5] ^= 0x10
+    dst.write_bytes(raw)
+    torch.load(dst, weights_only=True)  # torch itself reads it without complaint
+    return dst
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    state = torch.load(src, weights_only=True)
+    edit(state)
+    return _resign(state, dst)
+
+
+def test_damaged_checkpoints_are_one_line_for_eval_and_resume(trained, tmp_path, cli_env):
+    last = trained / "checkpoints/last.pt"
+    policy = lambda s: s["algo"]["policy"]  # noqa: E731
+    cases = {
+        "wrong shape": (lambda s: policy(s).update({"mu.weight": torch.zeros(3, 3)}), "does not fit its own config"),
+        "missing parameter": (lambda s: policy(s).pop("mu.bias"), "does not fit its own config"),
+        "extra parameter": (lambda s: policy(s).update({"extra.weight": torch.zeros(2)}), "does not fit its own config"),
+        "bad config YAML": (lambda s: s.update(config="env: [unclosed\n  horizon: : :"), "its config is not valid YAML"),
+        "config not a mapping": (lambda s: s.update(config="- a\n- b\n"), "not a mapping"),
+        "iteration abc": (lambda s: s.update(iteration="abc"), "'iteration' must be a count"),
+        "bad sampler RNG state": (lambda s: s["algo"]["sampler"].update(generator=torch.zeros(3, dtype=torch.uint8)),
+                                  "does not fit its own config"),
+        "NaN weights": (lambda s: policy(s)["mu.weight"].fill_(float("nan")), "non-finite values in algo.policy.mu.weight"),
+    }
+    paths = {name: (_edited(last, tmp_path / f"{i}.pt", edit), expect) for i, (name, (edit, expect)) in enumerate(cases.items())}
+    paths["bit flip"] = (_flip_a_bit(last, tmp_path / "flip.pt"), "does not match its checksum")
+    for name, (path, expect) in paths.items():
+        for cmd in (["dmrl-eval", f"checkpoint={path}", "num_tasks=2"], ["dmrl-train", f"resume={path}"]):
+            line = one_line(run(cmd, tmp_path, cli_env, ok=False))
+            assert expect in line and str(path) in line, (name, line)
+
+
+def test_a_version_1_checkpoint_without_checksum_still_loads(trained, tmp_path):
+    from dmrl.checkpoint import load_checkpoint
+
+    state = torch.load(trained / "checkpoints/last.pt", weights_only=True)
+    state["version"] = 1
+    del state["checksum"]
+    torch.save(state, tmp_path / "v1.pt")
+    assert load_checkpoint(tmp_path / "v1.pt")["iteration"] == 2
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A tmpfs of 400 kB (root, as CI): a disk that fills up, or a read-only one, for real."""
+    made = []
+
+    def mount(*options: str) -> Path:
+        where = tmp_path / f"mnt{len(made)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(["size=400k", *options]), "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        made.append(where)
+        return where
+
+    yield mount
+    for where in made:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, cli_env, small_mount):
+    disk = small_mount()
+    proc = run(["dmrl-train", *SMOKE, "iterations=100000", "checkpoint.every=1", "checkpoint.keep=1000",
+                f"hydra.run.dir={disk}/run"], tmp_path, cli_env, ok=False)
+    line = one_line(proc)
+    assert line.startswith("dmrl-train: error: disk full") and "is intact" in line and proc.returncode == 4, line
+    from dmrl.checkpoint import load_checkpoint
+
+    state = load_checkpoint(disk / "run/checkpoints/last.pt")  # loads, checksum and all
+    assert state["iteration"] >= 1
+
+
+def test_a_read_only_run_dir_is_one_line(tmp_path, cli_env, small_mount):
+    disk = small_mount("ro")
+    line = one_line(run(["dmrl-train", *SMOKE, f"hydra.run.dir={disk}/run"], tmp_path, cli_env, ok=False))
+    assert f"cannot write {disk}/run: {disk} is read-only" in line
+
+
+# --- what a user sees ------------------------------------------------------------------------------
+
+def test_help_and_version(tmp_path, cli_env):
+    out = run(["dmrl-eval", "--help"], tmp_path, cli_env).stdout
+    assert out.startswith("usage: dmrl-eval") and "adapt_steps=3" in out and "example:" in out
+    assert "algo=" not in out and "Powered by Hydra" not in out  # eval's own keys only, not Hydra's page
+    out = run(["dmrl-train", "--help"], tmp_path, cli_env).stdout
+    assert "algo=maml|rl2" in out and "checkpoint.every=50" in out and "example:" in out
+    from importlib import metadata
+
+    for prog in ("dmrl-train", "dmrl-eval"):
+        assert run([prog, "--version"], tmp_path, cli_env).stdout.strip() == f"{prog} (dmrl) {metadata.version('dmrl')}"
+
+
+def test_progress_lines_off_a_terminal_and_in_a_sweep(tmp_path, cli_env):
+    proc = run(["dmrl-train", "experiment=smoke", "logger=default", "logger.tensorboard=false", "iterations=3",
+                "final_eval.num_tasks=2", "hydra.run.dir=run"], tmp_path, cli_env)
+    assert proc.stdout.startswith("run dir: ")
+    assert [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("iteration ")] == ["1/3", "2/3", "3/3"]
+    proc = run(["dmrl-train", "-m", "experiment=smoke", "logger=default", "logger.tensorboard=false", "iterations=1",
+                "final_eval.num_tasks=2", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path, cli_env)
+    assert {line.split(":")[0] for line in proc.stderr.splitlines() if "iteration 1/1" in line} == {"job 0", "job 1"}
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["v1_maml_point_nav.pt", "v1_rl2_bandit.pt"])
+def test_committed_version_1_checkpoints_evaluate_and_resume(tmp_path, cli_env, name):
+    """Written by dmrl before checksums (commit ea8f5fe): they still evaluate and resume."""
+    import shutil
+
+    run_dir = tmp_path / "old/checkpoints"
+    run_dir.mkdir(parents=True)
+    shutil.copy(DATA / name, run_dir / "last.pt")
+    assert torch.load(run_dir / "last.pt", weights_only=True)["version"] == 1
+    run(["dmrl-eval", f"checkpoint={run_dir / 'last.pt'}", "num_tasks=3", "hydra.run.dir=ev"], tmp_path, cli_env)
+    assert json.loads((tmp_path / "ev/eval.json").read_text())["iteration"] == 1
+    run(["dmrl-train", f"resume={run_dir / 'last.pt'}", "iterations=2", "final_eval.num_tasks=2"], tmp_path, cli_env)
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["version"] == 2 and "checksum" in state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,40 @@ def _ray_sampler(cfg: DictConfig, local, policy_args: dict):
     return RaySampler(local, env_config, policy_config, s.workers, s.cpus_per_worker)
 
 
+def available_bytes(dev: torch.device) -> int | None:
+    """Memory a run can still take on ``dev`` (None where the platform does not say)."""
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(algo_cls: type, cfg: DictConfig, env, dev: torch.device) -> None:
+    """Refuse, before anything is allocated, a config whose meta-iteration cannot fit in memory."""
+    estimate = getattr(algo_cls, "memory_estimate", None)
+    if estimate is None:
+        return
+    plain = lambda node: {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}  # noqa: E731
+    need = estimate(env.obs_dim, env.act_dim, int(env.horizon), **plain(cfg.policy), **plain(cfg.algo))
+    have = available_bytes(dev)
+    if have is not None and need > have:
+        sizes = ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in (
+            "env.horizon", "algo.meta_batch_size", "algo.fast_batch_size", "algo.trials_per_task",
+            "algo.episodes_per_trial", "algo.inner_steps") if OmegaConf.select(cfg, k, default=None) is not None)
+        raise ConfigError(f"this config needs about {_gib(need)} per meta-iteration ({sizes}), but {dev.type} memory "
+                          f"has {_gib(have)} available: lower one of these sizes")
+
+
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
     """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
     check_targets(cfg, "config")  # before Hydra imports anything a config names
@@ -83,6 +118,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
         if recurrent != (algo_cls.__name__ == "RL2"):
             raise ConfigError(f"policy: {policy_cls.__name__} does not fit {algo_cls.__name__}; algo=rl2 needs "
                               "policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        check_memory(algo_cls, cfg, env, dev)
         sampler_seed = _derived_seed(seed, 0)
         if recurrent:
             policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "num_actions": env.num_actions}
@@ -95,6 +131,9 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
                 raise ConfigError(f"algo: {algo_cls.__name__} needs continuous actions, but {type(env).__name__} "
                                   "has discrete ones: use algo=rl2")
             policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
+            if not policy_args["hidden_sizes"]:
+                print("dmrl: note: policy.hidden_sizes=[] is a linear policy (observation -> action mean, no hidden "
+                      "layer)", file=sys.stderr)
             policy = instantiate(cfg.policy, **policy_args)
             sampler = BatchedSampler(env, policy.to(dev), cfg.algo.fast_batch_size, seed=sampler_seed)
             parts = {"baseline": instantiate(cfg.algo.baseline)}

@@ -6,6 +6,7 @@ so it loads with ``torch.load(weights_only=True)``; the resolved config travels 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -20,7 +21,8 @@ import torch
 from dmrl.errors import CheckpointError
 
 FORMAT = "dmrl-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: a checksum of the payload (version 1, written before it, still loads)
+READS = (1, 2)
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -73,9 +75,40 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.close(dir_fd)
 
 
+def checksum(payload: Any) -> str:
+    """SHA-256 of a payload's content: every tensor's dtype, shape and bytes, every other value's
+    repr, in key order. A flipped bit in tensor data (which torch.load reads without complaint and
+    turns into plausible wrong numbers) changes it."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                h.update(repr(k).encode())
+                feed(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[" if isinstance(x, list) else b"(")
+            for v in x:
+                feed(v)
+            h.update(b"]")
+        else:
+            h.update(repr(x).encode())
+
+    feed(payload)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically (:func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **payload}, f))
+    """Write ``payload`` to ``path`` atomically (:func:`atomic_write`), with its :func:`checksum`."""
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    data["checksum"] = checksum(payload)
+    atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -98,12 +131,56 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint ({type(e).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a dmrl checkpoint (no '{FORMAT}' format marker)")
-    if data.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {data.get('version')}; this dmrl reads version {VERSION}")
+    if data.get("version") not in READS:
+        raise CheckpointError(f"checkpoint {path} has format version {data.get('version')}; this dmrl reads "
+                              f"versions {', '.join(map(str, READS))}")
     for key in ("config", "iteration", "env_steps", "algo", "rng"):
         if key not in data:
             raise CheckpointError(f"checkpoint {path} is incomplete: missing '{key}'")
+    if data["version"] >= 2:
+        payload = {k: v for k, v in data.items() if k not in ("format", "version", "checksum")}
+        if data.get("checksum") != checksum(payload):
+            raise CheckpointError(f"checkpoint {path} is damaged: its content does not match its checksum "
+                                  "(a changed byte on disk or in transfer); use another checkpoint of the run")
+    for key, kind in (("iteration", "a count"), ("env_steps", "a count")):
+        value = data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"checkpoint {path} is damaged: '{key}' must be {kind} (an integer >= 0), got {value!r}")
+    for key, kind in (("config", str), ("algo", dict), ("rng", dict)):
+        if not isinstance(data[key], kind):
+            raise CheckpointError(f"checkpoint {path} is damaged: '{key}' must be a {kind.__name__}, "
+                                  f"got {type(data[key]).__name__}")
+    bad = next((name for name, t in _tensors(data["algo"], "algo") if t.is_floating_point() and not torch.isfinite(t).all()),
+               None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} holds non-finite values in {bad}: it cannot be evaluated or resumed "
+                              "(a run never saves them; the file was altered or written by other code)")
     return data
+
+
+def _tensors(x: Any, path: str):
+    """(path, tensor) of every tensor in a payload."""
+    if isinstance(x, torch.Tensor):
+        yield path, x
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            yield from _tensors(v, f"{path}.{k}")
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            yield from _tensors(v, f"{path}.{i}")
+
+
+def restore_state(algo: Any, state: dict[str, Any], path: str | Path) -> None:
+    """Load a checkpoint's learner and random states into ``algo``; a state that does not fit the
+    checkpoint's own config (a tensor of another shape, a missing or extra parameter, a bad
+    generator state) is a one-line :class:`CheckpointError`."""
+    try:
+        algo.load_state_dict(state["algo"])
+        if "rng" in state:
+            set_global_rng_state(state["rng"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        text = " ".join(str(e).split())  # torch's shape/key reports span several lines
+        raise CheckpointError(f"checkpoint {path} does not fit its own config ({type(e).__name__}: {text[:300]})") from None
 
 
 def prune(directory: Path, keep: int, pattern: str = "iter_*.pt") -> None:

@@ -6,6 +6,7 @@ the public keys, each with a message that names the key and what is allowed.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from dmrl.policies.gaussian_mlp import ACTIVATIONS
 from dmrl.policies.recurrent import CRITICS
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+# ``${dmrl_run_id:}`` in the default run dirs: one short random id per process, so two runs started
+# in the same second get two dirs (``${now:...}`` alone gave them one)
+RUN_ID = secrets.token_hex(3)
+OmegaConf.register_new_resolver("dmrl_run_id", lambda: RUN_ID, replace=True)
 
 
 def _is_int(v: Any) -> bool:
@@ -53,6 +58,8 @@ def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
     return Rule(ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
 
 
+# numpy's legacy seeding (np.random.seed) takes 32 bits; the named streams derive from the same number
+SEED = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, f"an integer in [0, {2**32 - 1}]")
 POSITIVE = Rule(lambda v: _is_num(v) and v > 0, "a number > 0")
 NON_NEGATIVE = Rule(lambda v: _is_num(v) and v >= 0, "a number >= 0")
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
@@ -68,8 +75,9 @@ HIDDEN = Rule(
 ACTIVATION = one_of(sorted(ACTIVATIONS))
 
 TRAIN_RULES: dict[str, Rule] = {
-    "seed": int_at_least(0),
+    "seed": SEED,
     "iterations": int_at_least(1),
+    "overwrite": BOOL,
     "device": DEVICE,
     "resume": OPTIONAL_PATH,
     "checkpoint.every": int_at_least(1),
@@ -124,17 +132,20 @@ TRAIN_RULES: dict[str, Rule] = {
     "logger.tensorboard": BOOL,
     "logger.progress": BOOL,
     "final_eval.num_tasks": int_at_least(0),
-    "final_eval.seed": int_at_least(0),
+    "final_eval.seed": SEED,
     "sampler.workers": int_at_least(1),
     "sampler.cpus_per_worker": POSITIVE,
 }
 
+MAX_ADAPT_STEPS = 100  # MAML's papers test 1-3 steps; 100 already takes minutes on a large task set
+
 EVAL_RULES: dict[str, Rule] = {
     "checkpoint": Rule(lambda v: isinstance(v, str) and v != "", "a checkpoint path (checkpoint=PATH)", required=True),
     "num_tasks": int_at_least(1),
-    "adapt_steps": int_at_least(0),
+    "adapt_steps": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_ADAPT_STEPS,
+                        f"an integer in [0, {MAX_ADAPT_STEPS}] (each step samples a fresh batch on every task)"),
     "later_lr_scale": POSITIVE,
-    "seed": int_at_least(0),
+    "seed": SEED,
     "episodes": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,
     "video": BOOL,

@@ -25,3 +25,20 @@ class NonFiniteError(DmrlError):
     """A loss or a parameter became NaN/inf; the run stops and keeps its last good checkpoint."""
 
     exit_code = 3
+
+
+class StorageError(DmrlError):
+    """A run's file could not be written (disk full, read-only, a path under a file)."""
+
+    exit_code = 4
+
+
+class Interrupted(DmrlError):
+    """Ctrl-C or SIGTERM ended a run between checkpoints; it stays resumable (exit 130 or 143)."""
+
+    exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by dmrl's SIGTERM handler (what Slurm and most schedulers send), so a termination
+    unwinds like Ctrl-C: the iteration in flight is abandoned, its last checkpoint kept."""

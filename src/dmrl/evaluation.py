@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,24 @@ def summarize(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = curve.mean(axis=1)
     sem = curve.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
     return mean, 1.96 * sem
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _progress(steps: int):
+    """A line on stderr at most every 10 s while the adaptation steps run (a long eval is never silent)."""
+    t0 = last = time.perf_counter()
+
+    def on_step(k: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= PROGRESS_EVERY_S and k < total:
+            last = now
+            eta = (now - t0) / (k + 1) * (total - k)
+            print(f"dmrl-eval: adaptation step {k}/{total} done, eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    return on_step
 
 
 def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None,
@@ -45,7 +65,8 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
     if recorder is not None:
         sampler.env = recorder
     try:
-        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes, later_lr_scale)  # [K + 1, num_tasks]
+        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes, later_lr_scale,
+                                            on_step=_progress(adapt_steps))  # [K + 1, num_tasks]
     finally:
         sampler.env = env
     mean, ci = summarize(curve)

@@ -10,22 +10,37 @@ import torch
 from omegaconf import OmegaConf
 
 from dmrl.build import Parts
-from dmrl.checkpoint import global_rng_state, prune, save_checkpoint, set_global_rng_state
+from dmrl.checkpoint import global_rng_state, prune, restore_state, save_checkpoint
 from dmrl.errors import NonFiniteError
 from dmrl.loggers.run_logger import RunLogger
-
-CHECKPOINT_DIR = "checkpoints"
-STOPPED = ("the run stopped and its last good checkpoint is intact: lower algo.inner_lr or "
-           "meta_optimizer.max_kl and resume from it")
+from dmrl.rundir import CHECKPOINT_DIR
 
 
-def _check_finite(parts: Parts, record: dict, iteration: int) -> None:
+
+def stopped(parts: Parts, ckpt_dir: Path) -> str:
+    """What to do after a divergence, true to what exists: resume the last good checkpoint with
+    smaller steps (resume takes the learner's step-size keys), or start again when none was written."""
+    steps = " ".join(f"{k}={_smaller(OmegaConf.select(parts.config, k))}" for k in parts.algo.STEP_SIZE_KEYS
+                     if OmegaConf.select(parts.config, k, default=None) is not None)
+    last = Path(ckpt_dir) / "last.pt"
+    if last.is_file():
+        return f"the run stopped; its last good checkpoint {last} is intact: resume it with smaller steps, e.g. " \
+               f"dmrl-train resume={last} {steps}"
+    return f"the run stopped before its first checkpoint was written: start it again with smaller steps, e.g. {steps}"
+
+
+def _smaller(value: float) -> float:
+    return float(f"{float(value) / 2:.3g}")
+
+
+def _check_finite(parts: Parts, record: dict, iteration: int, ckpt_dir: Path) -> None:
     bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
     for name, p in parts.policy.named_parameters():
         if not torch.isfinite(p).all():
             bad.append(f"policy.{name}")
     if bad:
-        raise NonFiniteError(f"non-finite values at iteration {iteration} ({', '.join(bad[:4])}); {STOPPED}")
+        raise NonFiniteError(f"non-finite values at iteration {iteration} ({', '.join(bad[:4])}); "
+                             f"{stopped(parts, ckpt_dir)}")
 
 
 def checkpoint_payload(parts: Parts, config_yaml: str, iteration: int, env_steps: int) -> dict:
@@ -39,10 +54,9 @@ def checkpoint_payload(parts: Parts, config_yaml: str, iteration: int, env_steps
     }
 
 
-def restore(parts: Parts, state: dict) -> tuple[int, int]:
+def restore(parts: Parts, state: dict, path: str | Path = "checkpoint") -> tuple[int, int]:
     """Load algorithm and random states from a checkpoint dict; returns (iteration, env_steps)."""
-    parts.algo.load_state_dict(state["algo"])
-    set_global_rng_state(state["rng"])
+    restore_state(parts.algo, state, path)
     return int(state["iteration"]), int(state["env_steps"])
 
 
@@ -56,6 +70,7 @@ def train(
     tensorboard: bool = True,
     progress: bool = True,
     start: tuple[int, int] = (0, 0),
+    job: str | None = None,
 ) -> dict[str, float]:
     """Run meta-iterations ``start+1 .. iterations``; returns the last iteration's metrics."""
     run_dir = Path(run_dir)
@@ -70,6 +85,7 @@ def train(
         tensorboard=tensorboard,
         progress=progress,
         config_text=config_yaml,
+        job=job,
     )
     record: dict[str, float] = {}
     try:
@@ -78,14 +94,14 @@ def train(
             try:
                 metrics = parts.algo.meta_step()
             except NonFiniteError as e:
-                raise NonFiniteError(f"{e} at iteration {iteration + 1}; {STOPPED}") from None
+                raise NonFiniteError(f"{e} at iteration {iteration + 1}; {stopped(parts, ckpt_dir)}") from None
             dt = time.perf_counter() - t0
             iteration += 1
             steps = int(metrics.pop("env_steps"))
             env_steps += steps
             record = {"iteration": iteration, "env_steps": env_steps, "time/iteration_s": dt,
                       "time/env_steps_per_s": steps / dt, **metrics}
-            _check_finite(parts, record, iteration)
+            _check_finite(parts, record, iteration, ckpt_dir)
             logger.log(record)
             payload = checkpoint_payload(parts, config_yaml, iteration, env_steps)
             save_checkpoint(ckpt_dir / "last.pt", payload)

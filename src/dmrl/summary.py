@@ -30,6 +30,30 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
+def provenance(device: object = None) -> dict[str, Any]:
+    """What produced a run: dmrl's version and git commit, the libraries' versions, the device used."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    commit = None
+    try:
+        repo = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"versions": {"dmrl": version("dmrl"), "git_commit": commit, "python": platform.python_version(),
+                         **{n: version(n) for n in ("torch", "gymnasium", "mujoco", "hydra-core", "numpy")}},
+            "device": None if device is None else str(device)}
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """Write ``summary.json`` atomically: a reader never sees half a file."""
     path = Path(run_dir) / SUMMARY_FILE

@@ -13,6 +13,8 @@ depends on ``theta_b[i]`` only. The expansion is a view, so the outer gradient s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 
 import numpy as np
@@ -36,6 +38,23 @@ INNER_ESTIMATORS = ("vpg", "lvc")
 
 
 class MAML:
+    # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
+    HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
+    # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
+    STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl")
+
+    @staticmethod
+    def memory_estimate(obs_dim: int, act_dim: int, horizon: int, hidden_sizes: list[int], *, meta_batch_size: int,
+                        fast_batch_size: int, inner_steps: int, **_: object) -> int:
+        """Bytes one meta-iteration holds at its peak, roughly: the episodes of every inner step and
+        of the validation batch (observations, actions, rewards, masks, advantages) and the policy's
+        activations for the products over them (four copies: forward, backward, the curvature's
+        double backward). A lower bound rather than a promise; it catches configs off by orders of
+        magnitude before any allocation."""
+        steps = horizon * meta_batch_size * fast_batch_size * (inner_steps + 1)
+        per_step = obs_dim + act_dim + 4 + 4 * (sum(hidden_sizes) + 2 * act_dim)
+        return 4 * steps * per_step
+
     def __init__(
         self,
         policy: GaussianMLPPolicy,
@@ -196,9 +215,9 @@ class MAML:
         return [self.inner_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
 
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
-                         later_lr_scale: float = 1.0) -> np.ndarray:
+                         later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Mean episode return of each task after 0..``steps`` inner steps of the sizes
-        :meth:`step_sizes` gives.  # [steps + 1, N]"""
+        :meth:`step_sizes` gives; ``on_step(k, steps)`` after each.  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
         p = self._detached(self.per_task(n))
         lrs = self.step_sizes(steps, later_lr_scale)
@@ -206,6 +225,8 @@ class MAML:
         for k in range(steps + 1):
             ep = self.sampler.sample(tasks, p, episodes)
             curve.append(ep.task_returns.cpu().numpy())
+            if on_step is not None:
+                on_step(k, steps)
             if k < steps:
                 p = self._detached(self.adapt(p, ep, self.advantages(ep), create_graph=False, lr=lrs[k]))
         return np.stack(curve)

@@ -25,6 +25,22 @@ from dmrl.tasks.distributions import TaskDistribution, Tasks
 
 
 class RL2:
+    # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
+    HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt", "meta_train/trial_return")
+    # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
+    STEP_SIZE_KEYS = ("meta_optimizer.lr",)
+
+    @staticmethod
+    def memory_estimate(obs_dim: int, act_dim: int, horizon: int, hidden_size: int, *, meta_batch_size: int,
+                        trials_per_task: int, episodes_per_trial: int, **_: object) -> int:
+        """Bytes one meta-iteration holds at its peak, roughly: the trials' inputs, actions,
+        log-probs, values, rewards and masks, and the GRU's activations for backpropagation through
+        whole trials (gates and states, about 8 hidden-size vectors a step). A lower bound that
+        catches configs off by orders of magnitude before any allocation."""
+        steps = horizon * episodes_per_trial * meta_batch_size * trials_per_task
+        per_step = 2 * obs_dim + act_dim + 8 + 8 * hidden_size
+        return 4 * steps * per_step
+
     def __init__(
         self,
         policy: RecurrentPolicy,

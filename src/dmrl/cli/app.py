@@ -9,6 +9,7 @@ multi-line reports never reach a user for these mistakes.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import CONF_DIR, Rule, validate
-from dmrl.errors import DmrlError
+from dmrl.errors import DmrlError, Interrupted, Terminated
 
-PASS_THROUGH_FLAGS = {"-h", "--help", "--hydra-help", "--info", "--version", "--shell-completion", "-sc"}
+PASS_THROUGH_FLAGS = {"--hydra-help", "--info", "--shell-completion", "-sc"}
+HELP_FLAGS = {"-h", "--help"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--experimental-rerun"}
 
@@ -97,7 +99,75 @@ def explain(exc: Exception, override: str, compose: Callable, config_name: str, 
     return text.strip().splitlines()[0]
 
 
-def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule]) -> None:
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dmrl")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def help_text(prog: str, config_name: str, summary: str, example: str) -> str:
+    """``--help``: what the command does, its keys with their meaning (the YAML's own comments), an example."""
+    lines = [f"usage: {prog} [KEY=VALUE ...]", "", summary, ""]
+    groups, keys, parent = [], [], None
+    for line in (CONF_DIR / f"{config_name}.yaml").read_text().splitlines():
+        body, _, comment = line.partition("#")
+        if line and not line[0].isspace():
+            parent = None
+        if line.startswith("  - ") and ":" in body:  # a defaults entry: a config group and its default option
+            group, _, default = body.strip()[2:].partition(":")
+            group, default = group.strip(), default.strip()
+            folder = CONF_DIR / group
+            if folder.is_dir() and group != "_self_":
+                options = sorted(p.stem for p in folder.glob("*.yaml"))
+                groups.append(f"  {group}={'|'.join(options)}  (default {default}): {comment.strip()}")
+        elif line and not line[0].isspace() and ":" in body and not body.startswith(("defaults", "hydra")):
+            key, _, value = body.partition(":")
+            if value.strip():
+                keys.append(f"  {key.strip()}={value.strip()}  {comment.strip()}")
+            else:  # a block: its keys follow, as block.key
+                parent = key.strip()
+        elif parent and line.startswith("  ") and not line.startswith("   ") and ":" in body:
+            key, _, value = body.partition(":")
+            keys.append(f"  {parent}.{key.strip()}={value.strip()}  {comment.strip()}")
+    if groups:
+        lines += ["config groups (choose one option each):", *groups, ""]
+    lines += ["keys:", *keys, "", "example:", f"  {example}", "",
+              f"{prog} --cfg job prints the whole composed config; --hydra-help shows Hydra's own flags."]
+    return "\n".join(lines)
+
+
+def _not_an_override(arg: str, args: list[str]) -> str:
+    """One line for a word that is neither a flag nor key=value (a path with a space, unquoted)."""
+    before = args[args.index(arg) - 1] if args.index(arg) > 0 else ""
+    if "=" in before:
+        key, _, value = before.partition("=")
+        return (f"'{arg}' is not key=value: if {key}'s value has a space, quote it: {key}='{value} {arg}'")
+    return f"'{arg}' is not key=value (overrides are key=value, e.g. seed=1)"
+
+
+def _check_output_dir(prog: str, cfg: DictConfig, multirun: bool) -> None:
+    """The run dir Hydra is about to create must be creatable and writable: one line otherwise."""
+    import os
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        target = Path(str(OmegaConf.select(cfg, key))).expanduser()
+    except Exception:  # an interpolation this precheck cannot resolve: Hydra reports it
+        return
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        fail(prog, f"{key}: cannot create {target}: {probe} is a file, not a directory; choose another {key}")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        fail(prog, f"{key}: cannot write {target}: {probe} is read-only; choose another {key}")
+
+
+def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule],
+             check: Callable[[DictConfig, bool], None] | None = None) -> None:
     if "--experimental-rerun" in args:  # Hydra unpickles .hydra/config.pickle: a run dir's file would run code
         fail(prog, "--experimental-rerun loads a pickled config, which can run code; dmrl does not allow it: "
                    "continue a run with resume=RUN_DIR/checkpoints/last.pt")
@@ -108,10 +178,16 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = overrides_of(args)
+    for a in overrides:
+        if "=" not in a:
+            fail(prog, _not_an_override(a, args))
     try:
         variants = _variants(overrides)
     except (HydraException, OmegaConfBaseException) as e:
         fail(prog, f"cannot parse the command line: {str(e).strip().splitlines()[0]}")
+    multirun = "-m" in args or "--multirun" in args
+    # Hydra's own keys (left out of the variants) decide the output dir that Hydra is about to create
+    hydra_keys = [o for o in overrides if o.lstrip("+~").startswith("hydra.") and "," not in o]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=prog):
         for variant in variants:
             try:
@@ -120,10 +196,38 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
                 culprit = _culprit(compose, config_name, variant) or (variant[-1] if variant else "")
                 others = [v for v in variant if v != culprit]
                 fail(prog, explain(e, culprit, compose, config_name, others))
+            _check_added_keys(prog, compose, config_name, variant)
             try:
                 validate(cfg, rules)
+                try:
+                    full = compose(config_name=config_name, overrides=[*variant, *hydra_keys], return_hydra_config=True)
+                except (HydraException, OmegaConfBaseException, ValueError):
+                    full = None  # Hydra reports its own keys' mistakes
+                if full is not None:
+                    _check_output_dir(prog, full, multirun)
+                    if check is not None:
+                        check(full, multirun)
             except DmrlError as e:
                 fail(prog, str(e))
+
+
+def _check_added_keys(prog: str, compose: Callable, config_name: str, variant: list[str]) -> None:
+    """``+key=value`` / ``++key=value`` of a key that dmrl's config does not have: Hydra adds it, but
+    no component reads it (``+iteration=5`` started the full 500-iteration job). Refused; on resume
+    the checkpoint's config decides (:func:`dmrl.cli.train.resume_config`)."""
+    added = [o for o in variant if o.startswith("+") and not o.lstrip("+").startswith("hydra")
+             and not (CONF_DIR / o.lstrip("+").split("=", 1)[0].replace(".", "/")).is_dir()]
+    if not added or any(o.split("=", 1)[0] == "resume" and o.split("=", 1)[1] not in ("", "null") for o in variant):
+        return
+    base = compose(config_name=config_name, overrides=[o for o in variant if o not in added])
+    for o in added:
+        key = o.lstrip("+").split("=", 1)[0]
+        if OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+            fail(prog, f"{o}: {key} is not a key of dmrl's config, and no component would read it; "
+                       f"{_allowed_keys(compose, config_name, [v for v in variant if v not in added], key)}")
+
+
+_ABSENT = object()
 
 
 def _culprit(compose: Callable, config_name: str, variant: list[str]) -> str | None:
@@ -137,25 +241,48 @@ def _culprit(compose: Callable, config_name: str, variant: list[str]) -> str | N
 
 
 def discard_if_empty(run_dir: Path) -> None:
-    """Remove a Hydra run dir that holds nothing but Hydra's own files (a job that did no work)."""
+    """Remove a Hydra run dir that holds nothing but Hydra's own files and the run's lock (a job that did no work)."""
+    from dmrl.rundir import LOCK_FILE, unlock
+
     if not run_dir.is_dir():
         return
     for p in run_dir.iterdir():
-        if p.name != ".hydra" and not (p.suffix == ".log" and p.stat().st_size == 0):
+        if p.name not in (".hydra", LOCK_FILE) and not (p.suffix == ".log" and p.stat().st_size == 0):
             return
+    unlock(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[DictConfig], object]) -> None:
-    """Check the command line, then hand it to Hydra with ``body`` as the job."""
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[DictConfig], object],
+        help: str = "", check: Callable[[DictConfig, bool], None] | None = None) -> None:
+    """Check the command line, then hand it to Hydra with ``body`` as the job.
+
+    ``help``: what ``--help`` prints; ``check(cfg, multirun)``: the command's own checks of a
+    composed config (with Hydra's node), run with the others before Hydra creates anything.
+    """
     import hydra
 
-    precheck(prog, config_name, sys.argv[1:], rules)
+    args = sys.argv[1:]
+    if "--version" in args:
+        print(f"{prog} (dmrl) {_version()}")
+        sys.exit(0)
+    if HELP_FLAGS & set(args):
+        print(help)
+        sys.exit(0)
+    precheck(prog, config_name, args, rules, check)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a launcher (submitit) handles it
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def job(cfg: DictConfig) -> object:
         try:
             return body(cfg)
+        except Interrupted as e:  # Ctrl-C or SIGTERM: a sweep stops too (the scheduler wants it gone)
+            fail(prog, str(e), e.exit_code)
         except DmrlError as e:
             discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
             if HydraConfig.get().mode == RunMode.MULTIRUN:  # the other jobs go on (cli/sweep.py)

@@ -8,14 +8,14 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmrl.cli.app import run
+from dmrl.cli.app import help_text, run
 from dmrl.config import EVAL_RULES, validate
 from dmrl.stored import stored_config
 
 
 def eval_job(cfg: DictConfig) -> dict:
     from dmrl.build import build
-    from dmrl.checkpoint import load_checkpoint
+    from dmrl.checkpoint import load_checkpoint, restore_state
     from dmrl.evaluation import evaluate, format_table, write_report
 
     validate(cfg, EVAL_RULES)
@@ -23,7 +23,7 @@ def eval_job(cfg: DictConfig) -> dict:
     state = load_checkpoint(ckpt)
     config = stored_config(state["config"], f"checkpoint {ckpt}")  # checked before anything is built
     parts = build(config, device=cfg.device)  # the checkpoint's config, never today's defaults
-    parts.algo.load_state_dict(state["algo"])
+    restore_state(parts.algo, {"algo": state["algo"]}, ckpt)  # the learner only: eval seeds its own streams
     recorder = None
     messages: list[str] = []
     if cfg.video and hasattr(parts.algo, "trial_curve"):
@@ -51,8 +51,15 @@ def eval_job(cfg: DictConfig) -> dict:
     return result
 
 
+HELP = """Meta-test a checkpoint: rebuild its learner, env and task family from the config stored in
+the checkpoint (checked first: a checkpoint never runs code), adapt to held-out tasks, and write
+eval.json, eval.csv and adaptation.png into the eval dir."""
+
+
 def main() -> None:
-    run("dmrl-eval", "eval", EVAL_RULES, eval_job)
+    run("dmrl-eval", "eval", EVAL_RULES, eval_job,
+        help=help_text("dmrl-eval", "eval", HELP,
+                       "dmrl-eval checkpoint=outputs/train/DATE/TIME/checkpoints/last.pt num_tasks=100 adapt_steps=3"))
 
 
 if __name__ == "__main__":

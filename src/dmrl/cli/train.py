@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from pathlib import Path
@@ -11,14 +12,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmrl.cli.app import discard_if_empty, run
-from dmrl.config import TRAIN_RULES
-from dmrl.errors import ConfigError
+from dmrl.cli.app import discard_if_empty, help_text, run
+from dmrl.config import TRAIN_RULES, validate
+from dmrl.errors import CheckpointError, ConfigError, DmrlError, Interrupted, StorageError, Terminated
+from dmrl.summary import provenance
 from dmrl.stored import stored_config
 
 # What a resumed run may change, when typed on the command line; everything else comes from the
 # checkpoint so that the run continues exactly as it started.
-RUNTIME_KEYS = ("iterations", "device", "checkpoint", "logger", "final_eval")
+RUNTIME_KEYS = ("iterations", "device", "checkpoint", "logger", "final_eval", "overwrite")
+# Step sizes and the trust region: what the advice after a diverged run asks to lower. A resume
+# takes them when typed and says so (the run then continues with the smaller step, not exactly).
+TUNABLE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl", "meta_optimizer.lr", "meta_optimizer.cg_damping",
+                "meta_optimizer.ls_backtrack_ratio", "meta_optimizer.ls_max_steps", "meta_optimizer.clip",
+                "meta_optimizer.max_grad_norm")
 
 
 def _is_runtime(key: str) -> bool:
@@ -26,7 +33,7 @@ def _is_runtime(key: str) -> bool:
 
 
 def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: str = "checkpoint") -> DictConfig:
-    """The checkpoint's config, with the runtime keys the user typed (``typed``: the overrides).
+    """The checkpoint's config, with the runtime and step-size keys the user typed (``typed``: the overrides).
 
     Other typed overrides cannot apply to a run that must continue exactly; each is reported.
     """
@@ -37,13 +44,23 @@ def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: st
             continue
         if _is_runtime(key):
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
+        elif key in TUNABLE_KEYS and OmegaConf.select(saved, key, default=None) is not None:
+            old, new = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+            if old != new:
+                OmegaConf.update(saved, key, new, merge=False)
+                print(f"dmrl-train: resume changes {key}: {old} -> {new}", file=sys.stderr)
+        elif "." not in key and OmegaConf.select(saved, f"{key}._target_", default=None) is not None \
+                and OmegaConf.select(saved, f"{key}._target_") == OmegaConf.select(cfg, f"{key}._target_", default=None):
+            continue  # a group choice that names the checkpoint's own component (algo=rl2 on an RL² run)
         elif OmegaConf.select(saved, key, default=None) != OmegaConf.select(cfg, key, default=None):
             print(f"dmrl-train: warning: resume ignores {override}: a resumed run keeps its checkpoint's "
-                  f"{key} (only {', '.join(RUNTIME_KEYS)} may change)", file=sys.stderr)
+                  f"{key} (only {', '.join(RUNTIME_KEYS)} and the step sizes {', '.join(TUNABLE_KEYS)} may change)",
+                  file=sys.stderr)
     for key in RUNTIME_KEYS:  # keys newer than the checkpoint take today's values
         if OmegaConf.select(saved, key, default=None) is None and OmegaConf.select(cfg, key, default=None) is not None:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True, merge=False)
     OmegaConf.update(saved, "resume", cfg.resume, force_add=True)
+    validate(saved, TRAIN_RULES)  # a step size typed on resume obeys the same rules as on a fresh run
     return saved
 
 
@@ -86,28 +103,111 @@ def previous_run(cfg: DictConfig, run_dir: Path) -> tuple[dict | None, dict | No
 
 
 def _overrides(run_dir: Path) -> list[str]:
-    """The command line that made the run (a resumed run keeps its first command's)."""
+    """The command line that made the run (a resumed run keeps its first command's; a branch its parent's)."""
+    from dmrl.rundir import read_parent
+
+    parent = read_parent(run_dir)
+    if parent is not None and Path(parent.get("run_dir", "")).is_dir():
+        return _overrides(Path(parent["run_dir"]))
     path = run_dir / ".hydra" / "overrides.yaml"
     if path.is_file():
-        return [str(o) for o in OmegaConf.load(path)]
+        try:
+            return [str(o) for o in OmegaConf.load(path)]
+        except Exception:  # a damaged file: the command line of this launch is the best record left
+            pass
     return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def _continues_in_place(ckpt: Path, state: dict) -> bool:
+    """Whether resuming ``ckpt`` continues its run dir: it is the run's newest checkpoint.
+
+    An older one (``iter_000400.pt`` of a run at 500) would cut the run's later iterations, so it
+    continues in a new run dir instead (a branch, :func:`dmrl.rundir.start_branch`).
+    """
+    from dmrl.checkpoint import load_checkpoint
+    from dmrl.errors import CheckpointError
+
+    last = ckpt.parent / "last.pt"
+    if ckpt.name == "last.pt" or not last.is_file():
+        return True
+    try:
+        newest = int(load_checkpoint(last)["iteration"])
+    except CheckpointError:  # last.pt is damaged: the checkpoint given is the best one left
+        return True
+    return int(state["iteration"]) >= newest
+
+
+def _interrupted(e: KeyboardInterrupt, run_dir: Path) -> DmrlError:
+    """One line for Ctrl-C or SIGTERM: where the last checkpoint is and the command that resumes it."""
+    from dmrl.checkpoint import load_checkpoint
+    from dmrl.loop import CHECKPOINT_DIR
+
+    last = run_dir / CHECKPOINT_DIR / "last.pt"
+    cause = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+    try:
+        where = f"the last checkpoint is {last} (iteration {int(load_checkpoint(last)['iteration'])})"
+        advice = f"resume with: dmrl-train resume={_quoted(last)}"
+    except DmrlError:
+        where, advice = "no checkpoint was written yet", "start the run again"
+    error = Interrupted(f"interrupted by {cause}; {where}; {advice}")
+    error.exit_code = 143 if cause == "SIGTERM" else 130
+    return error
+
+
+def _quoted(path: Path) -> str:
+    text = str(path)
+    return f"'{text}'" if any(c in text for c in " \t'\"$`") else text
+
+
+def _storage_error(e: OSError, run_dir: Path) -> DmrlError:
+    """One line for a write that failed (disk full, read-only, ...); the atomic writes kept the last checkpoint."""
+    from dmrl.loop import CHECKPOINT_DIR
+
+    last = run_dir / CHECKPOINT_DIR / "last.pt"
+    what = "disk full" if e.errno == errno.ENOSPC else (e.strerror or type(e).__name__).lower()
+    target = f" writing {e.filename}" if e.filename else ""
+    kept = (f"the last checkpoint {last} is intact; free space (or fix the permissions) and resume with: "
+            f"dmrl-train resume={_quoted(last)}") if last.is_file() else "no checkpoint was written"
+    return StorageError(f"{what}{target}; {kept}")
+
+
+def _prepare_run_dir(cfg: DictConfig, run_dir: Path, fresh: bool) -> None:
+    """Lock the run dir, clean what a kill left, and refuse to write a fresh run over an old one."""
+    from dmrl.rundir import clean_stale_temp, clear, holds_run, lock
+
+    lock(run_dir)
+    for p in clean_stale_temp(run_dir):
+        print(f"dmrl-train: removed {p}, left by a write that was interrupted", file=sys.stderr)
+    if fresh and holds_run(run_dir):
+        if not cfg.overwrite:
+            raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; continue it with "
+                              f"resume={_quoted(run_dir / 'checkpoints' / 'last.pt')}, choose a fresh hydra.run.dir, "
+                              "or replace it with overwrite=true")
+        clear(run_dir)
 
 
 def train_job(cfg: DictConfig) -> float:
     from dmrl.build import build
     from dmrl.checkpoint import load_checkpoint
+    from dmrl.loggers.run_logger import METRICS_FILE, read_metrics
     from dmrl.loop import CHECKPOINT_DIR, restore, train
+    from dmrl.rundir import start_branch
+    from dmrl.summary import FINISHED, read_summary
 
     t_start = time.perf_counter()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    state = None
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir, state, parent = hydra_dir, None, None
     if cfg.resume:
         ckpt = Path(cfg.resume).expanduser().resolve()
         state = load_checkpoint(ckpt)
         cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task), f"checkpoint {ckpt}")
-        if ckpt.parent.name == CHECKPOINT_DIR:  # continue the original run dir
-            run_dir = ckpt.parent.parent
+        if ckpt.parent.name == CHECKPOINT_DIR:
+            if _continues_in_place(ckpt, state):
+                run_dir = ckpt.parent.parent  # continue the original run dir
+            else:
+                parent = ckpt.parent.parent  # a branch in this launch's own run dir
     sweep_job = not cfg.resume and HydraConfig.get().mode == RunMode.MULTIRUN
+    _prepare_run_dir(cfg, run_dir, fresh=not cfg.resume and not sweep_job)
     if sweep_job:  # a re-launched sweep: skip or resume this job
         finished, state = previous_run(cfg, run_dir)
         if finished is not None:
@@ -115,45 +215,81 @@ def train_job(cfg: DictConfig) -> float:
             objective = finished.get("objective")
             return float("nan") if objective is None else float(objective)
     parts = build(cfg)
-    start = restore(parts, state) if state is not None else (0, 0)
-    if run_dir != Path(HydraConfig.get().runtime.output_dir):  # resumed into the original run dir
-        discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
-    if state is not None:
+    start = restore(parts, state, cfg.resume or run_dir / CHECKPOINT_DIR / "last.pt") if state is not None else (0, 0)
+    if run_dir != hydra_dir:  # resumed into the original run dir
+        discard_if_empty(hydra_dir)
+    if parent is not None:
+        records = read_metrics(parent / METRICS_FILE) if (parent / METRICS_FILE).is_file() else []
+        start_branch(run_dir, parent, ckpt, start[0], records)
+        print(f"resuming {ckpt} at iteration {start[0]} into a new run dir {run_dir}: {parent} has later "
+              f"iterations, which are kept (parent.json names the branch's origin)", file=sys.stderr)
+    elif state is not None:
         print(f"resuming {cfg.resume or run_dir / CHECKPOINT_DIR / 'last.pt'} at iteration {start[0]} into {run_dir}",
               file=sys.stderr)
+    summary = read_summary(run_dir)
+    if start[0] >= int(cfg.iterations) and summary is not None and summary.get("status") == FINISHED:
+        print(f"nothing to do: {run_dir} finished at iteration {start[0]} >= iterations={cfg.iterations}; "
+              f"extend it with iterations=N (N > {start[0]})")
+        return float("nan") if summary.get("objective") is None else float(summary["objective"])
+    print(f"run dir: {run_dir}  (tensorboard --logdir {_quoted(run_dir)})", flush=True)
     try:
-        record = train(
-            parts,
-            iterations=int(cfg.iterations),
-            run_dir=run_dir,
-            checkpoint_every=int(cfg.checkpoint.every),
-            checkpoint_keep=int(cfg.checkpoint.keep),
-            tensorboard=bool(cfg.logger.tensorboard),
-            progress=bool(cfg.logger.progress),
-            start=start,
-        )
-        if not record and sweep_job and start[0] > 0:  # killed after its last iteration: evaluate and summarize
-            from dmrl.loggers.run_logger import METRICS_FILE, read_metrics
-
-            record = read_metrics(run_dir / METRICS_FILE)[-1]
-        heldout = _final_eval(parts, cfg) if record else None
+        try:
+            record = train(
+                parts,
+                iterations=int(cfg.iterations),
+                run_dir=run_dir,
+                checkpoint_every=int(cfg.checkpoint.every),
+                checkpoint_keep=int(cfg.checkpoint.keep),
+                tensorboard=bool(cfg.logger.tensorboard),
+                progress=bool(cfg.logger.progress),
+                start=start,
+                job=_job_name(),
+            )
+            if not record and start[0] > 0:  # every iteration done, but killed before its summary: complete it
+                records = [r for r in read_metrics(run_dir / METRICS_FILE) if int(r["iteration"]) == start[0]]
+                if not records:
+                    raise CheckpointError(f"{run_dir / METRICS_FILE} has no record of iteration {start[0]}, "
+                                          "the checkpoint's; the run's metrics were damaged")
+                record = records[-1]
+                print(f"completing {run_dir}: iteration {start[0]} was reached before; running the missing "
+                      "held-out evaluation and summary", file=sys.stderr)
+            heldout = _final_eval(parts, cfg) if record else None
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run stays unfinished and resumable
+            raise _interrupted(e, run_dir) from None
+        except OSError as e:
+            raise _storage_error(e, run_dir) from None
     except Exception as e:  # listed as failed by dmrl-report; Ctrl-C and kills leave the run unfinished instead
+        if isinstance(e, Interrupted):
+            raise
         from dmrl.summary import FAILED, write_summary
 
         error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        write_summary(run_dir, {"status": FAILED, "error": error, "overrides": _overrides(run_dir),
-                                "wall_time_s": time.perf_counter() - t_start})
+        try:
+            write_summary(run_dir, {"status": FAILED, "error": error, "overrides": _overrides(run_dir),
+                                    "wall_time_s": time.perf_counter() - t_start, **provenance(parts.device)})
+        except OSError:  # the disk that failed the run cannot take its summary either
+            pass
         raise
-    if record:
-        objective = _write_finished_summary(run_dir, record, heldout, time.perf_counter() - t_start)
-        print(f"done: iteration {record['iteration']}, env_steps {record['env_steps']}, return pre-adapt "
-              f"{record['meta_train/return_pre_adapt']:.3f}, post-adapt {record['meta_train/return_post_adapt']:.3f}")
-        if heldout is not None:
-            print(f"held-out ({heldout['num_tasks']} tasks): {objective_of(heldout, record)[0]} {objective:.3f}")
-        print(f"run dir: {run_dir}\ncheckpoint: {run_dir / CHECKPOINT_DIR / 'last.pt'}")
-        return objective
-    print(f"nothing to do: the checkpoint is already at iteration {start[0]} >= iterations={cfg.iterations}")
-    return float("nan")
+    objective = _write_finished_summary(run_dir, record, heldout, time.perf_counter() - t_start, parts.device,
+                                        parent)
+    name = objective_of(heldout, record)[0]
+    print(f"done: iteration {record['iteration']}, env_steps {record['env_steps']}, "
+          + ", ".join(f"{k.split('/')[-1]} {record[k]:.3f}" for k in headline(parts) if k in record))
+    if heldout is not None:
+        print(f"held-out ({heldout['num_tasks']} tasks): {name} {objective:.3f}")
+    print(f"run dir: {run_dir}\ncheckpoint: {run_dir / CHECKPOINT_DIR / 'last.pt'}")
+    return objective
+
+
+def _job_name() -> str | None:
+    """A sweep job's name for its progress lines (parallel jobs share one terminal)."""
+    hc = HydraConfig.get()
+    return f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else None
+
+
+def headline(parts) -> tuple[str, ...]:
+    """The metrics a learner wants shown first (declared by the learner: ``HEADLINE``)."""
+    return tuple(parts.algo.HEADLINE)
 
 
 def _final_eval(parts, cfg: DictConfig) -> dict | None:
@@ -178,7 +314,8 @@ def objective_of(heldout: dict | None, record: dict) -> tuple[str, float]:
     return "heldout/return_post_adapt", float(heldout["return_mean"][-1])
 
 
-def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, wall_s: float) -> float:
+def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, wall_s: float, device,
+                            parent: Path | None = None) -> float:
     """Write ``summary.json`` of a finished run; returns the job's objective."""
     from dmrl.loggers.run_logger import METRICS_FILE, read_metrics
     from dmrl.summary import FINISHED, write_summary
@@ -196,12 +333,51 @@ def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, w
         "final": record,
         "heldout": heldout,
         "overrides": _overrides(run_dir),
+        **({"parent": str(parent)} if parent is not None else {}),
+        **provenance(device),
     })
     return objective
 
 
+HELP = """Meta-train a policy on a distribution of tasks: Hydra composes an env (task family), its
+task distribution, a policy, a meta-optimizer and a meta-learner from conf/; the run writes
+metrics.jsonl, TensorBoard events, atomic checkpoints (every RNG state) and summary.json into its
+run dir, and ends with an adaptation test on held-out tasks."""
+
+
+def _check_fresh_run_dir(cfg: DictConfig, multirun: bool) -> None:
+    """Before Hydra writes .hydra/ into it: a fresh run may not land on an old one (overwrite=true may)."""
+    from dmrl.rundir import busy, holds_run, in_use
+
+    if multirun:
+        return
+    run_dir = Path(str(cfg.hydra.run.dir))
+    pid = in_use(run_dir)
+    if pid is not None:  # before Hydra rewrites the running run's .hydra/
+        raise ConfigError(busy(run_dir, pid))
+    if cfg.resume or cfg.overwrite:
+        return
+    if holds_run(run_dir):
+        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; continue it with "
+                          f"resume={_quoted(run_dir / 'checkpoints' / 'last.pt')}, choose a fresh hydra.run.dir, "
+                          "or replace it with overwrite=true")
+
+
+def _tunable_on_resume(args: list[str]) -> list[str]:
+    """On resume, a step size of another learner's optimizer (meta_optimizer.lr of an RL² checkpoint,
+    while today's default group is TRPO) is added with ``++`` so that composition takes it;
+    :func:`resume_config` applies it to the checkpoint's config, which has the key."""
+    if not any(a.startswith("resume=") for a in args):
+        return args
+    return [f"++{a}" if a.split("=", 1)[0] in TUNABLE_KEYS else a for a in args]
+
+
 def main() -> None:
-    run("dmrl-train", "train", TRAIN_RULES, train_job)
+    sys.argv[1:] = _tunable_on_resume(sys.argv[1:])
+    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_fresh_run_dir,
+        help=help_text("dmrl-train", "train", HELP,
+                       "dmrl-train env=cheetah_vel algo=maml iterations=200 seed=1   "
+                       "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)"))
 
 
 if __name__ == "__main__":

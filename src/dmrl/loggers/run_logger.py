@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+PLAIN_EVERY_S = 60.0  # off a terminal, a progress line at least this often
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -43,6 +44,7 @@ class RunLogger:
         tensorboard: bool = True,
         progress: bool = True,
         config_text: str | None = None,
+        job: str | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -59,11 +61,13 @@ class RunLogger:
                 self._writer.add_text("config", "```yaml\n" + config_text + "\n```", 0)
         self.total = total_iterations
         self._bar = None
-        self._plain_every = max(1, total_iterations // 20)
-        self._t0 = time.perf_counter()
+        self._plain_every = max(1, total_iterations // 20)  # off a terminal: every 5%, ...
+        self._t0 = self._last_print = time.perf_counter()
+        self._job = f"{job}: " if job else ""  # a sweep job's lines name it (parallel jobs share stderr)
         self._start = start_iteration
         if progress and sys.stderr.isatty():
-            self._bar = tqdm(total=total_iterations, initial=start_iteration, desc="meta-train", unit="it", dynamic_ncols=True)
+            self._bar = tqdm(total=total_iterations, initial=start_iteration, desc=f"{self._job}meta-train", unit="it",
+                             dynamic_ncols=True)
         self._plain = progress and self._bar is None
 
     def _truncate_after(self, iteration: int) -> None:
@@ -87,11 +91,19 @@ class RunLogger:
         if self._bar is not None:
             self._bar.set_postfix(pre=f"{pre:.2f}", post=f"{post:.2f}", refresh=False)
             self._bar.update(1)
-        elif self._plain and (it % self._plain_every == 0 or it == self.total):
+        elif self._plain and self._due(it):
+            now = time.perf_counter()
             done = it - self._start
-            eta = (time.perf_counter() - self._t0) / max(done, 1) * (self.total - it)
-            print(f"iteration {it}/{self.total}  env_steps {step}  return pre {pre:.2f} post {post:.2f}  "
+            eta = (now - self._t0) / max(done, 1) * (self.total - it)
+            self._last_print = now
+            print(f"{self._job}iteration {it}/{self.total}  env_steps {step}  return pre {pre:.2f} post {post:.2f}  "
                   f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def _due(self, it: int) -> bool:
+        """Off a terminal: the first iteration (a line within the first minute), then every 5% or every
+        minute, whichever comes first, and the last."""
+        return (it == self._start + 1 or it % self._plain_every == 0 or it == self.total
+                or time.perf_counter() - self._last_print >= PLAIN_EVERY_S)
 
     def close(self) -> None:
         if self._bar is not None:

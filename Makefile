@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-all bench tb clean
+.PHONY: help install train eval test test-all bench tb clean gpu-wheels
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-all: install ## run every test, the slow learning runs included
 
 bench: install ## print seconds per meta-iteration of the reference configuration
 	$(BIN)/python scripts/benchmark.py $(ARGS)
+
+gpu-wheels: install ## download the Python 3.12 wheels scripts/gpu_check.sh installs on a GPU machine (gpu_wheels/)
+	PYTHON=$(BIN)/python bash scripts/gpu_wheels.sh
 
 tb: install ## open TensorBoard on outputs/
 	$(BIN)/tensorboard --logdir outputs

@@ -33,19 +33,37 @@ the preset's iteration count, and how the time splits between sampling and the P
 core) and with ``launcher=local`` (joblib, one job per core). The target is a ratio below 0.6.
 A third, sequential run with one torch thread per job (``OMP_NUM_THREADS=1``) separates the gain
 of running jobs side by side from that of avoiding thread contention on a busy machine.
+
+Every case also names the machine (``machine``: CPU model, the ISA features that matter, cores,
+torch threads and version, the device and, on CUDA, the GPU) and reports per timed iteration the
+minor page faults, user and system CPU seconds (``getrusage`` before and after; the whole process,
+every thread) and where the time goes (``split_sec_per_iteration``, medians): for MAML sampling,
+advantages (baseline fits), the inner step, the curvature products' setup, the curvature products,
+the meta-gradient, the line search and the rest; for RL² sampling, advantages and the PPO update.
+The split is measured from outside by wrapping the learner's methods with timers (outermost
+region wins: the inner steps re-run inside the line search count as line search); on CUDA each
+region ends with ``torch.cuda.synchronize()`` (``--no-split`` leaves the learner unwrapped).
+``--count-syncs`` runs one more iteration that counts host-device synchronizations (CUDA:
+``torch.cuda.set_sync_debug_mode("warn")`` warnings with their source lines, and the CUDA runtime
+calls torch.profiler sees; CPU: the scalar reads, ``aten::_local_scalar_dense``, that would
+synchronize on a GPU). ``--time-budget S`` stops the timed iterations once S seconds have passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +107,209 @@ CASES: dict[str, dict] = {
         "budget_sec": 20 * 60,  # the whole preset run
     },
 }
+
+
+ISA_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16",
+                "amx_int8")
+
+
+def _cpu_model_and_flags() -> tuple[str, set[str]]:
+    """CPU model name and feature flags from /proc/cpuinfo, else ``lscpu``, else ``platform``."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model name") and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    if not model or not flags:
+        try:
+            out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+            for line in out.splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() == "Model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "Flags" and not flags:
+                    flags = set(value.split())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict:
+    """What a timing depends on: CPU model and ISA features, cores, torch threads and build, device."""
+    model, flags = _cpu_model_and_flags()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    info = {
+        "cpu_model": model,
+        "cpu_isa": [f for f in ISA_FEATURES if f in flags],
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
+        "python": platform.python_version(),
+        "device": str(device),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(dev)
+        info.update({"gpu": props.name, "gpu_capability": f"{props.major}.{props.minor}",
+                     "gpu_memory_gib": props.total_memory / 2**30, "gpu_multiprocessors": props.multi_processor_count,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()})
+    return info
+
+
+class Split:
+    """Wall time of named regions of a meta-iteration, from wrappers around the learner's methods.
+
+    Only the outermost active region counts, so nested calls (the inner steps the line search
+    re-runs) go to the region that called them. On CUDA a region starts and ends with
+    ``torch.cuda.synchronize()`` so that the GPU's queued work lands in the region that queued it.
+    ``enabled = False`` makes every wrapper a plain call (no timing, no synchronization).
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.enabled, self.depth = cuda, True, 0
+        self.sec: dict[str, float] = defaultdict(float)
+
+    def wrap(self, name: str, fn):
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            if not self.enabled:
+                return fn(*a, **k)
+            outer = self.depth == 0
+            self.depth += 1
+            if outer:
+                if self.cuda:
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.depth -= 1
+                if outer:
+                    if self.cuda:
+                        torch.cuda.synchronize()
+                    self.sec[name] += time.perf_counter() - t
+        return timed
+
+
+def instrument(algo, split: Split, full: bool = True) -> None:
+    """Wrap ``algo``'s pieces with ``split``'s timers (instance attributes; src/ is untouched).
+
+    ``full=False`` wraps sampling only (the figure the benchmark has always reported)."""
+    algo.sampler.sample = split.wrap("sampling", algo.sampler.sample)
+    if not full:
+        return
+    from dmrl.algos.maml import MAML
+    from dmrl.algos.rl2 import RL2
+
+    if isinstance(algo, MAML):
+        algo.advantages = split.wrap("advantages", algo.advantages)
+        algo.adapt = split.wrap("inner_step", algo.adapt)
+        algo.curvature = split.wrap("curvature_setup", algo.curvature)
+        opt, real_step = algo.meta_optimizer, algo.meta_optimizer.step
+        line_search = split.wrap("line_search", lambda objective, create_graph: objective(create_graph))
+        autograd_gradient = split.wrap("meta_gradient", lambda objective, create_graph: objective(create_graph))
+
+        def step(params, objective, fvp=None, gradient=None):
+            def timed_objective(create_graph: bool):  # True: TRPO differentiates it (no hand-made gradient)
+                return (autograd_gradient if create_graph else line_search)(objective, create_graph)
+            return real_step(params, timed_objective, None if fvp is None else split.wrap("curvature_products", fvp),
+                             None if gradient is None else split.wrap("meta_gradient", gradient))
+
+        opt.step = step
+    elif isinstance(algo, RL2):
+        algo.advantages = split.wrap("advantages", algo.advantages)
+        algo.meta_optimizer.update = split.wrap("update", algo.meta_optimizer.update)
+
+
+def _rusage() -> tuple[float, ...]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_minflt, r.ru_majflt, r.ru_utime, r.ru_stime, r.ru_nvcsw, r.ru_nivcsw
+
+
+RUSAGE_KEYS = ("minor_page_faults", "major_page_faults", "user_cpu_sec", "system_cpu_sec",
+               "voluntary_context_switches", "involuntary_context_switches")
+
+
+def _where(filename: str, lineno: int) -> str:
+    for root in (Path(__file__).resolve().parents[1] / "src", Path(torch.__file__).resolve().parents[1]):
+        try:
+            return f"{Path(filename).resolve().relative_to(root)}:{lineno}"
+        except ValueError:
+            continue
+    return f"{filename}:{lineno}"
+
+
+def count_syncs(algo, device: torch.device, split: Split | None = None) -> dict:
+    """Host-device synchronizations of one meta-iteration (timers off while counting).
+
+    CUDA: the warnings of ``torch.cuda.set_sync_debug_mode("warn")`` (each synchronizing op: .item(),
+    device-to-host copies, nonzero, ...) with their most frequent source lines, and the CUDA
+    runtime/driver calls torch.profiler records (cudaStreamSynchronize, cudaMemcpyAsync,
+    cudaLaunchKernel, ...). CPU: the scalar reads (``aten::_local_scalar_dense``: .item(),
+    float(tensor), ...) each of which would be a synchronization on a GPU.
+    """
+    if split is not None:
+        split.enabled = False
+    out: dict = {}
+    try:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    torch.cuda.set_sync_debug_mode("warn")
+                    try:
+                        algo.meta_step()
+                    finally:
+                        torch.cuda.set_sync_debug_mode("default")
+                syncs = [w for w in caught if "synchroniz" in str(w.message)]
+                out["sync_debug_warnings"] = len(syncs)
+                out["sync_debug_top_lines"] = dict(Counter(_where(w.filename, w.lineno) for w in syncs).most_common(12))
+            except Exception as e:  # noqa: BLE001 - a counting failure must not lose the timings
+                out["sync_debug_error"] = f"{type(e).__name__}: {e}"
+            torch.cuda.synchronize()
+        try:
+            from torch.autograd import DeviceType
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            with profile(activities=activities) as prof:
+                algo.meta_step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            events = prof.events()
+            host = Counter(e.name for e in events if getattr(e, "device_type", None) != DeviceType.CUDA)
+            out["scalar_reads"] = host.get("aten::_local_scalar_dense", 0)
+            out["aten_ops"] = sum(n for k, n in host.items() if k.startswith("aten::"))
+            if device.type == "cuda":
+                out["gpu_kernels"] = sum(1 for e in events if getattr(e, "device_type", None) == DeviceType.CUDA)
+                runtime = {k: n for k, n in host.items() if k.startswith(("cuda", "cu")) and "::" not in k}
+                out["cuda_runtime_calls"] = dict(sorted(runtime.items(), key=lambda kv: -kv[1])[:20])
+                out["profiler_syncs"] = sum(n for k, n in runtime.items() if "Synchronize" in k)
+                out["profiler_memcpy"] = sum(n for k, n in runtime.items() if "Memcpy" in k)
+                out["kernel_launches"] = sum(n for k, n in runtime.items() if "LaunchKernel" in k)
+        except Exception as e:  # noqa: BLE001
+            out["profiler_error"] = f"{type(e).__name__}: {e}"
+    finally:
+        if split is not None:
+            split.enabled = True
+    return out
 
 
 def physics_limit(seconds: float = 3.0) -> dict:
@@ -140,49 +361,56 @@ def sampler_alone(parts, repeats: int = 3) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[str] = ()) -> dict:
+def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[str] = (), *,
+          split_times: bool = True, syncs: bool = False, time_budget: float | None = None) -> dict:
     spec = CASES[case]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[*spec["overrides"], f"device={device}", *overrides])
     parts = build(cfg)
     algo = parts.algo
-    sample_s: list[float] = []
-    real_sample = algo.sampler.sample
-
-    def timed_sample(*a, **k):
-        t = time.perf_counter()
-        out = real_sample(*a, **k)
-        if parts.device.type == "cuda":
-            torch.cuda.synchronize()
-        sample_s.append(time.perf_counter() - t)
-        return out
-
-    algo.sampler.sample = timed_sample
-    times, steps, sampling = [], [], []
+    cuda = parts.device.type == "cuda"
+    split = Split(cuda)
+    instrument(algo, split, full=split_times)
+    times, steps, sampling, regions, usage = [], [], [], [], []
+    started = None
     for i in range(warmup + iterations):
-        sample_s.clear()
+        split.sec.clear()
+        r0 = _rusage()
         t = time.perf_counter()
         m = algo.meta_step()
-        if parts.device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t
+        r1 = _rusage()
         if i >= warmup:
+            started = started or t
             times.append(dt)
             steps.append(m["env_steps"])
-            sampling.append(sum(sample_s))
+            sampling.append(split.sec.get("sampling", 0.0))
+            regions.append({**split.sec, "other": max(0.0, dt - sum(split.sec.values()))})
+            usage.append([b - a for a, b in zip(r0, r1)])
+            if time_budget is not None and time.perf_counter() - started > time_budget:
+                break
     sec = statistics.median(times)
     extra: dict = {}
+    if split_times:
+        names = sorted({k for r in regions for k in r}, key=lambda k: (k == "other", k))
+        extra["split_sec_per_iteration"] = {k: statistics.median(r.get(k, 0.0) for r in regions) for k in names}
+    extra.update({f"{k}_per_iteration": statistics.median(u[j] for u in usage) for j, k in enumerate(RUSAGE_KEYS)})
+    if syncs:
+        extra["syncs_per_iteration"] = count_syncs(algo, parts.device, split)
     if spec.get("extra") == "mujoco":
         extra.update(physics_limit())
         extra["gymnasium_env_steps_per_sec"] = gymnasium_loop()
         extra["sampler_env_steps_per_sec"] = sampler_alone(parts)
         extra["sampler_fraction_of_physics_limit"] = (
             extra["sampler_env_steps_per_sec"] / extra["physics_limit_env_steps_per_sec"])
+    machine = machine_info(parts.device)
     return {
         "case": case,
         "device": str(parts.device),
         "threads": torch.get_num_threads(),
-        "iterations": iterations,
+        "iterations": len(times),
         "sec_per_iteration": sec,
         "sec_per_iteration_mean": statistics.mean(times),
         "sampling_sec_per_iteration": statistics.median(sampling),
@@ -192,6 +420,8 @@ def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
+        "cpu_model": machine["cpu_model"],
+        "machine": machine,
         **extra,
     }
 
@@ -245,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", action="store_true", help="print one JSON object per case")
+    p.add_argument("--no-split", dest="split", action="store_false",
+                   help="time sampling only, leave the learner's other methods unwrapped")
+    p.add_argument("--count-syncs", action="store_true",
+                   help="one more iteration counting host-device synchronizations (CPU: scalar reads)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="stop the timed iterations after S seconds (at least one is timed)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
     for case in args.case or sorted(CASES):
@@ -256,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"with 1 thread per job {r['sequential_1thread_s']:.1f} s -> {r['ratio_vs_sequential_1thread']:.2f}")
             sys.stdout.flush()
             continue
-        r = bench(case, args.iterations, args.warmup, args.device, args.overrides)
+        r = bench(case, args.iterations, args.warmup, args.device, args.overrides, split_times=args.split,
+                  syncs=args.count_syncs, time_budget=args.time_budget)
         r["overrides"] = args.overrides
         if args.json:
             print(json.dumps(r))
@@ -273,6 +510,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 line += f"target {r['target_env_steps_per_sec']:.0f} env steps/s"
             print(line)
+            mach = r["machine"]
+            print(f"  machine: {mach['cpu_model']} [{' '.join(mach['cpu_isa']) or 'no avx2'}], {mach['cores']} cores "
+                  f"({mach['cores_usable']} usable), torch {mach['torch']} with {mach['torch_threads']} threads"
+                  + (f", {mach['gpu']} (CUDA {mach['cuda']})" if "gpu" in mach else ""))
+            print(f"  per iteration: {r['minor_page_faults_per_iteration']:.0f} minor page faults, "
+                  f"{r['user_cpu_sec_per_iteration']:.3f} s user + {r['system_cpu_sec_per_iteration']:.3f} s system CPU")
+            if "split_sec_per_iteration" in r:
+                print("  split: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["split_sec_per_iteration"].items()))
+            if "syncs_per_iteration" in r:
+                print(f"  syncs in one iteration: {json.dumps(r['syncs_per_iteration'])}")
             if "physics_limit_env_steps_per_sec" in r:
                 print(f"  physics limit {r['physics_limit_env_steps_per_sec_per_core']:.0f} env steps/s per core x "
                       f"{r['physics_limit_cores']} = {r['physics_limit_env_steps_per_sec']:.0f}; gymnasium loop "

@@ -19,7 +19,7 @@
 #   a step that would start with under 20 s left is skipped, a failing step does not stop the
 #   others, and the JSON is written whatever happened.
 # - No CUDA (or GPU_CHECK_DRY=1): CUDA-only parts are skipped and the cases run 1 iteration on the
-#   CPU, so the script can be tried end to end anywhere.
+#   CPU with algo.meta_batch_size=8, so the script can be tried end to end anywhere.
 # GPU_CHECK_STEPS=env,install,... runs only the named steps (the JSON is always written).
 set -u
 cd "$(dirname "$0")/.."
@@ -145,7 +145,7 @@ export PY WORK WHEELS SITE
 bench_step() {  # NAME LIMIT DEVICE ITERATIONS WARMUP BUDGET_S CASE [extra args]
   local name=$1 limit=$2 dev=$3 it=$4 wu=$5 tb=$6 case=$7; shift 7
   step "$name" "$limit" "$PY" scripts/benchmark.py --json --device "$dev" --case "$case" --iterations "$it" \
-    --warmup "$wu" --time-budget "$tb" "$@"
+    --warmup "$wu" --time-budget "$tb" "$@" $SMALL
 }
 
 step env 60 env_info
@@ -160,10 +160,10 @@ step import 60 import_check
 # Most wanted first: later steps are the ones the budget skips.
 if [ "$DRY" = 1 ]; then
   pytest_step pytest_cuda 120 -m cuda tests/test_maml_curvature.py     # collects, skips without CUDA
-  IT=1; WU=0; TB=5
+  IT=1; WU=0; TB=5; SMALL=algo.meta_batch_size=8   # the plumbing, not the reference sizes
 else
   pytest_step pytest_cuda 120 -m cuda --continue-on-collection-errors tests/
-  IT=10; WU=3; TB=20
+  IT=10; WU=3; TB=20; SMALL=
 fi
 bench_step bench_maml_point_nav_default 75 "$DEVICE" $IT $WU $TB maml_point_nav_default --count-syncs
 bench_step bench_maml_point_nav 75 "$DEVICE" $IT $WU $TB maml_point_nav --count-syncs

@@ -220,4 +220,4 @@ def test_rl2_train_then_eval_reports_trials_and_baselines(tmp_path, cli_env):
     assert report["trial_return_ci95"] > 0
     assert set(report["baselines"]) == {"random", "greedy", "epsilon_greedy", "ucb1", "thompson", "bayes_optimal"}
     assert all(set(b) >= {"trial_return_mean", "trial_return_ci95"} for b in report["baselines"].values())
-    assert "bayes_optimal" in proc.stdout and "films MAML checkpoints only" in proc.stdout
+    assert "bayes_optimal" in proc.stdout and "films gradient-based learners only" in proc.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import TRAIN_RULES, validate
 from dmrl.errors import ConfigError, DmrlError
-from dmrl.policies.recurrent import RecurrentPolicy
-from dmrl.samplers.batched import BatchedSampler
-from dmrl.samplers.trials import TrialSampler
 from dmrl.stored import check_targets
 from dmrl.tasks.distributions import task_rng
 
@@ -89,9 +85,7 @@ def _gib(n: float) -> str:
 
 def check_memory(algo_cls: type, cfg: DictConfig, env, dev: torch.device) -> None:
     """Refuse, before anything is allocated, a config whose meta-iteration cannot fit in memory."""
-    estimate = getattr(algo_cls, "memory_estimate", None)
-    if estimate is None:
-        return
+    estimate = algo_cls.memory_estimate  # part of the learner contract (dmrl.learner)
     plain = lambda node: {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}  # noqa: E731
     need = estimate(env.obs_dim, env.act_dim, int(env.horizon), **plain(cfg.policy), **plain(cfg.algo))
     have = available_bytes(dev)
@@ -113,34 +107,15 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     try:
         env = instantiate(cfg.env, device=str(dev))
         tasks = instantiate(cfg.tasks)
-        algo_cls, policy_cls = get_class(cfg.algo._target_), get_class(cfg.policy._target_)
-        recurrent = issubclass(policy_cls, RecurrentPolicy)
-        if recurrent != (algo_cls.__name__ == "RL2"):
-            raise ConfigError(f"policy: {policy_cls.__name__} does not fit {algo_cls.__name__}; algo=rl2 needs "
-                              "policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        algo_cls = get_class(cfg.algo._target_)
+        # the learner builds its own policy, sampler and extras (dmrl.learner: the contract); samplers
+        # allocate their buffers only when they sample, after the memory check
+        policy, sampler, extras, policy_args = algo_cls.build(cfg, env, dev, _derived_seed(seed, 0))
         check_memory(algo_cls, cfg, env, dev)
-        sampler_seed = _derived_seed(seed, 0)
-        if recurrent:
-            policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "num_actions": env.num_actions}
-            policy = instantiate(cfg.policy, **policy_args)
-            sampler = TrialSampler(env, policy.to(dev), cfg.algo.trials_per_task, cfg.algo.episodes_per_trial,
-                                   seed=sampler_seed)
-            parts = {}
-        else:
-            if env.num_actions is not None:
-                raise ConfigError(f"algo: {algo_cls.__name__} needs continuous actions, but {type(env).__name__} "
-                                  "has discrete ones: use algo=rl2")
-            policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
-            if not policy_args["hidden_sizes"]:
-                print("dmrl: note: policy.hidden_sizes=[] is a linear policy (observation -> action mean, no hidden "
-                      "layer)", file=sys.stderr)
-            policy = instantiate(cfg.policy, **policy_args)
-            sampler = BatchedSampler(env, policy.to(dev), cfg.algo.fast_batch_size, seed=sampler_seed)
-            parts = {"baseline": instantiate(cfg.algo.baseline)}
         if OmegaConf.select(cfg, "sampler.name", default="local") == "ray":  # older configs have no sampler
             sampler = _ray_sampler(cfg, sampler, policy_args)
         meta_optimizer = instantiate(cfg.meta_optimizer)
-        algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k != "baseline"])
+        algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k not in extras])
         algo = instantiate(
             algo_cfg,
             policy=policy,
@@ -148,7 +123,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
             meta_optimizer=meta_optimizer,
             tasks=tasks,
             task_rng=task_rng(seed, "train"),
-            **parts,
+            **extras,
         )
     except InstantiationException as e:  # Hydra wraps what a constructor raised
         if isinstance(e.__cause__, DmrlError):

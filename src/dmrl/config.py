@@ -6,6 +6,7 @@ the public keys, each with a message that names the key and what is allowed.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,21 @@ from dmrl.policies.gaussian_mlp import ACTIVATIONS
 from dmrl.policies.recurrent import CRITICS
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+# More config dirs (a learner, env or preset of one's own: new files, no edit of dmrl), searched
+# after dmrl's own; the _target_s their files name are allowed like dmrl's (dmrl.stored).
+CONFIG_PATH_ENV = "DMRL_CONFIG_PATH"
+
+
+def extra_conf_dirs() -> list[Path]:
+    """The dirs of ``$DMRL_CONFIG_PATH`` (``os.pathsep``-separated), each laid out like ``conf/``."""
+    return [Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+
+
+def searchpath_overrides() -> list[str]:
+    """``hydra.searchpath=[...]`` that makes Hydra compose from the extra config dirs too."""
+    dirs = extra_conf_dirs()
+    return [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
+
 # ``${dmrl_run_id:}`` in the default run dirs: one short random id per process, so two runs started
 # in the same second get two dirs (``${now:...}`` alone gave them one)
 RUN_ID = secrets.token_hex(3)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,22 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from dmrl.build import Parts
+from dmrl.classic import run_classic
+from dmrl.learner import AdaptationResult, MetaTestBudget, mean_ci95
 from dmrl.tasks.distributions import task_rng
 
 
-def summarize(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over tasks and the half-width of its normal 95% interval.  # curve [steps, tasks]"""
-    n = curve.shape[1]
-    mean = curve.mean(axis=1)
-    sem = curve.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
-    return mean, 1.96 * sem
-
+summarize = mean_ci95  # the name scripts and tests know
 
 PROGRESS_EVERY_S = 10.0
 
 
-def _progress(steps: int):
-    """A line on stderr at most every 10 s while the adaptation steps run (a long eval is never silent)."""
+def _progress():
+    """A line on stderr at most every 10 s while a meta-test runs (a long eval is never silent)."""
     t0 = last = time.perf_counter()
 
     def on_step(k: int, total: int) -> None:
@@ -40,24 +35,23 @@ def _progress(steps: int):
         if now - last >= PROGRESS_EVERY_S and k < total:
             last = now
             eta = (now - t0) / (k + 1) * (total - k)
-            print(f"dmrl-eval: adaptation step {k}/{total} done, eta {eta:.0f}s", file=sys.stderr, flush=True)
+            print(f"meta-test: point {k + 1} of {total + 1} done, eta {eta:.0f}s", file=sys.stderr, flush=True)
 
     return on_step
 
 
-def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episodes: int | None,
-             recorder=None, later_lr_scale: float = 1.0) -> dict:
-    """The adaptation curve on ``num_tasks`` held-out tasks.
+def evaluate(parts: Parts, *, num_tasks: int, seed: int, budget: MetaTestBudget | None = None,
+             recorder=None) -> dict:
+    """Meta-test the learner on ``num_tasks`` held-out tasks (the learner's ``meta_test``) and
+    summarize its :class:`~dmrl.learner.AdaptationResult` for eval.json / summary.json.
 
-    Gradient-based learners (MAML) report the return after 0..``adapt_steps`` inner steps (after
-    the first, of ``later_lr_scale`` times the training step size);
-    context-based ones (RL²) the return of each episode of a trial (:func:`evaluate_trials`).
-
-    ``recorder`` (a :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the
-    sampler's env during the rollouts and keeps episodes for videos; the numbers are unchanged.
+    ``budget``: how much adaptation (default: the learner's end-of-run budget). ``recorder`` (a
+    :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the sampler's env
+    during the rollouts and keeps episodes for videos; the numbers are unchanged.
     """
-    if hasattr(parts.algo, "trial_curve"):
-        return evaluate_trials(parts, num_tasks=num_tasks, seed=seed, trials=episodes)
+    budget = budget or parts.algo.final_budget()
+    if budget.on_step is None:
+        budget.on_step = _progress()
     parts.algo.sampler.seed(seed)
     tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
     sampler = parts.algo.sampler
@@ -65,50 +59,44 @@ def evaluate(parts: Parts, *, num_tasks: int, adapt_steps: int, seed: int, episo
     if recorder is not None:
         sampler.env = recorder
     try:
-        curve = parts.algo.adaptation_curve(tasks, adapt_steps, episodes, later_lr_scale,
-                                            on_step=_progress(adapt_steps))  # [K + 1, num_tasks]
+        result = parts.algo.meta_test(tasks, budget)
     finally:
         sampler.env = env
-    mean, ci = summarize(curve)
-    return {
-        "adapt_steps": list(range(adapt_steps + 1)),
-        "step_sizes": parts.algo.step_sizes(adapt_steps, later_lr_scale),
-        "return_mean": [float(x) for x in mean],
-        "return_ci95": [float(x) for x in ci],
-        "num_tasks": int(num_tasks),
-        "per_task_returns": curve.T.tolist(),
-    }
+    return summarize_result(result, num_tasks, classic=lambda n: run_classic(parts.env, tasks, n, seed))
 
 
-def evaluate_trials(parts: Parts, *, num_tasks: int, seed: int, trials: int | None) -> dict:
-    """RL²'s adaptation curve: the return of each episode of a trial, and the trial's total.
-
-    On bandits and tabular MDPs the classic baselines (:mod:`dmrl.classic`) play the very same
-    held-out tasks, one trial each, so their numbers sit side by side with the learner's.
-    """
-    from dmrl.classic import run_classic
-
-    parts.algo.sampler.seed(seed)
-    tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
-    curve = parts.algo.trial_curve(tasks, trials)  # [E, num_tasks]
-    mean, ci = summarize(curve)
-    trial_mean, trial_ci = summarize(curve.sum(0, keepdims=True))
-    baselines = {}
-    for name, returns in run_classic(parts.env, tasks, curve.shape[0], seed).items():  # [N, E] each
-        b_mean, b_ci = summarize(returns.sum(1, keepdims=True).T)
-        baselines[name] = {"trial_return_mean": float(b_mean[0]), "trial_return_ci95": float(b_ci[0]),
-                           "episode_return_mean": [float(x) for x in returns.mean(0)]}
-    return {
-        "episodes": list(range(1, curve.shape[0] + 1)),
-        "episode_return_mean": [float(x) for x in mean],
-        "episode_return_ci95": [float(x) for x in ci],
-        "trial_return_mean": float(trial_mean[0]),
-        "trial_return_ci95": float(trial_ci[0]),
-        "num_tasks": int(num_tasks),
-        "trials_per_task": int(trials or 1),
-        "baselines": baselines,
-        "per_task_trial_returns": curve.sum(0).tolist(),
-    }
+def summarize_result(result: AdaptationResult, num_tasks: int, classic=None) -> dict:
+    """eval.json's numbers: the curve along the result's axis (mean, 95% interval, per task), the
+    objective, the learner's extras; on the episode axis, the classic baselines of the env
+    (``classic(n)``: per-episode returns ``[N, n]`` of each) played on the same tasks."""
+    curve = result.returns  # [K, num_tasks]
+    mean, ci = mean_ci95(curve)
+    objective = np.asarray(result.objective(curve))  # [num_tasks], in the curve's dtype (float32 sums round as before)
+    o_mean, o_ci = mean_ci95(objective[None])
+    out: dict = {}
+    if result.axis == "inner_step":
+        out["adapt_steps"] = list(range(curve.shape[0]))
+        out.update(result.extras)
+        out.update({"return_mean": [float(x) for x in mean], "return_ci95": [float(x) for x in ci],
+                    "num_tasks": int(num_tasks), "per_task_returns": curve.T.tolist()})
+    else:  # an axis of episodes: the objective is the trial's return
+        out.update({"episodes": list(range(1, curve.shape[0] + 1)),
+                    "episode_return_mean": [float(x) for x in mean], "episode_return_ci95": [float(x) for x in ci],
+                    "trial_return_mean": float(o_mean[0]), "trial_return_ci95": float(o_ci[0]),
+                    "num_tasks": int(num_tasks), **result.extras})
+        baselines = {}
+        for name, returns in (classic(curve.shape[0]) if classic else {}).items():  # [N, E] each
+            b_mean, b_ci = mean_ci95(returns.sum(1, keepdims=True).T)
+            baselines[name] = {"trial_return_mean": float(b_mean[0]), "trial_return_ci95": float(b_ci[0]),
+                               "episode_return_mean": [float(x) for x in returns.mean(0)]}
+        out["baselines"] = baselines
+        out["per_task_trial_returns"] = objective.tolist()
+    if result.success is not None:
+        s_mean, s_ci = mean_ci95(result.success.astype(float))
+        out["success_mean"], out["success_ci95"] = [float(x) for x in s_mean], [float(x) for x in s_ci]
+    out["axis"] = result.axis
+    out["objective_name"], out["objective"], out["objective_ci95"] = result.objective_name, float(o_mean[0]), float(o_ci[0])
+    return out
 
 
 def write_report(result: dict, out_dir: Path) -> list[Path]:

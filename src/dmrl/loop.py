@@ -86,6 +86,7 @@ def train(
         progress=progress,
         config_text=config_yaml,
         job=job,
+        headline=tuple(parts.algo.HEADLINE),
     )
     record: dict[str, float] = {}
     try:

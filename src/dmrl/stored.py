@@ -19,7 +19,7 @@ from typing import Any
 import yaml  # omegaconf's own dependency: the conf files are read as plain data
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dmrl.config import CONF_DIR, TRAIN_RULES, validate
+from dmrl.config import CONF_DIR, TRAIN_RULES, extra_conf_dirs, validate
 from dmrl.errors import ConfigError
 
 # Hydra's instantiate keys that only shape a call (never name code); ``_args_`` passes positional values.
@@ -42,20 +42,26 @@ def _targets_in(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 @functools.cache
 def allowed_targets() -> dict[str, frozenset[str]]:
-    """Where dmrl's config groups put a ``_target_`` (a node's path) and which ones they put there."""
+    """Where dmrl's config groups (and those of ``$DMRL_CONFIG_PATH``) put a ``_target_`` (a node's
+    path) and which ones they put there."""
     found: dict[str, set[str]] = {}
-    for file in sorted(CONF_DIR.rglob("*.yaml")):
-        group = file.parent.relative_to(CONF_DIR).as_posix()
-        if group == "." or group.split("/")[0] in ("hydra", "launcher", "hparams_search"):
-            continue  # train.yaml's own _target_ is Hydra's callback; launchers/sweepers are Hydra's keys
-        text = file.read_text()
-        data = yaml.safe_load(text) or {}
-        prefix = "" if PACKAGE_GLOBAL in text else group.replace("/", ".")
-        for path, target in _targets_in(data, prefix):
-            if path.startswith("hydra.") or path == "hydra":
-                continue
-            found.setdefault(path, set()).add(str(target))
+    for root in (CONF_DIR, *extra_conf_dirs()):
+        for file in sorted(root.rglob("*.yaml")):
+            _collect(file, file.parent.relative_to(root).as_posix(), found)
     return {path: frozenset(targets) for path, targets in found.items()}
+
+
+def _collect(file: Path, group: str, found: dict[str, set[str]]) -> None:
+    """Add the ``_target_``s of one config file (of config group ``group``) to ``found``."""
+    if group == "." or group.split("/")[0] in ("hydra", "launcher", "hparams_search"):
+        return  # train.yaml's own _target_ is Hydra's callback; launchers/sweepers are Hydra's keys
+    text = file.read_text()
+    data = yaml.safe_load(text) or {}
+    prefix = "" if PACKAGE_GLOBAL in text else group.replace("/", ".")
+    for path, target in _targets_in(data, prefix):
+        if path.startswith("hydra.") or path == "hydra":
+            continue
+        found.setdefault(path, set()).add(str(target))
 
 
 def _walk(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:

@@ -1,5 +1,5 @@
-"""Meta-learners: ``meta_step()`` for the training loop; for evaluation, ``adaptation_curve(tasks,
-steps)`` (gradient-based: MAML) or ``trial_curve(tasks)`` (context-based: RL²)."""
+"""Meta-learners, each implementing the contract of :mod:`dmrl.learner` (``meta_step``,
+``meta_test``, ``final_budget``, ``build``, declared ``STATE`` / ``HEADLINE`` / ``STEP_SIZE_KEYS``)."""
 
 from dmrl.algos.maml import MAML
 from dmrl.algos.rl2 import RL2

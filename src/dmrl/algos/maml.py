@@ -13,9 +13,9 @@ depends on ``theta_b[i]`` only. The expansion is a view, so the outer gradient s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,9 +24,11 @@ from torch import Tensor
 from dmrl.algos.maml_curvature import MAMLProducts, maml_products
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError, require
+from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.ppo import PPO
 from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
+from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.samplers.episodes import Episodes
@@ -37,7 +39,8 @@ from dmrl.tasks.distributions import TaskDistribution, Tasks
 INNER_ESTIMATORS = ("vpg", "lvc")
 
 
-class MAML:
+class MAML(DeclaredState):
+    FILMS = True  # dmrl-eval video=true films an episode before and after the inner steps
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
@@ -231,19 +234,37 @@ class MAML:
                 p = self._detached(self.adapt(p, ep, self.advantages(ep), create_graph=False, lr=lrs[k]))
         return np.stack(curve)
 
-    # --- state -------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {
-            "policy": self.policy.state_dict(),
-            "baseline": self.baseline.state_dict(),
-            "meta_optimizer": self.meta_optimizer.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "task_rng": self.task_rng.bit_generator.state,
-        }
+    def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
+        """The adaptation curve over 0..``budget.steps`` inner steps (the contract's meta-test)."""
+        steps = self.inner_steps if budget.steps is None else int(budget.steps)
+        curve = self.adaptation_curve(tasks, steps, budget.episodes, budget.later_lr_scale, on_step=budget.on_step)
+        return AdaptationResult(axis="inner_step", returns=curve, objective_name="heldout/return_post_adapt",
+                                objective=lambda r: r[-1],
+                                extras={"step_sizes": self.step_sizes(steps, budget.later_lr_scale)})
 
-    def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.baseline.load_state_dict(state["baseline"])
-        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.task_rng.bit_generator.state = state["task_rng"]
+    def final_budget(self) -> MetaTestBudget:
+        """End of training: as many inner steps as training takes, of the training size."""
+        return MetaTestBudget(steps=self.inner_steps)
+
+    @classmethod
+    def build(cls, cfg, env, device: torch.device, sampler_seed: int) -> tuple[torch.nn.Module, BatchedSampler, dict, dict]:
+        """Policy, sampler and baseline from the config: (policy, sampler, constructor extras, policy args)."""
+        from hydra.utils import get_class, instantiate
+
+        if issubclass(get_class(cfg.policy._target_), RecurrentPolicy):
+            raise ConfigError(f"policy: {get_class(cfg.policy._target_).__name__} does not fit {cls.__name__}; algo=rl2 "
+                              "needs policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        if env.num_actions is not None:
+            raise ConfigError(f"algo: {cls.__name__} needs continuous actions, but {type(env).__name__} "
+                              "has discrete ones: use algo=rl2")
+        policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
+        if not policy_args["hidden_sizes"]:
+            print("dmrl: note: policy.hidden_sizes=[] is a linear policy (observation -> action mean, no hidden "
+                  "layer)", file=sys.stderr)
+        policy = instantiate(cfg.policy, **policy_args).to(device)
+        sampler = BatchedSampler(env, policy, cfg.algo.fast_batch_size, seed=sampler_seed)
+        return policy, sampler, {"baseline": instantiate(cfg.algo.baseline)}, policy_args
+
+    # --- state -------------------------------------------------------------------------------
+    # What a checkpoint holds (dmrl.learner.DeclaredState makes state_dict / load_state_dict of it)
+    STATE = ("policy", "baseline", "meta_optimizer", "sampler", "task_rng")

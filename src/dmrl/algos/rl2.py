@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dmrl.errors import ConfigError, require
+from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.ppo import PPO
 from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.rl.returns import gae, masked_mean
@@ -24,7 +25,8 @@ from dmrl.samplers.trials import Trials, TrialSampler
 from dmrl.tasks.distributions import TaskDistribution, Tasks
 
 
-class RL2:
+class RL2(DeclaredState):
+    FILMS = False  # its adaptation is within a trial: dmrl-eval writes numbers, no video
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt", "meta_train/trial_return")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
@@ -123,19 +125,29 @@ class RL2:
         batch = self.sampler.sample(tasks, trials or 1)
         return batch.episode_returns.mean(-1).cpu().numpy()
 
-    # --- state -------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {
-            "policy": self.policy.state_dict(),
-            "meta_optimizer": self.meta_optimizer.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "minibatch_generator": self.minibatch_generator.get_state(),
-            "task_rng": self.task_rng.bit_generator.state,
-        }
+    def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
+        """The return of each episode of ``budget.episodes`` trials per task (the contract's meta-test)."""
+        curve = self.trial_curve(tasks, budget.episodes)  # [E, N]
+        return AdaptationResult(axis="episode", returns=curve, objective_name="heldout/trial_return",
+                                objective=lambda r: r.sum(0), extras={"trials_per_task": int(budget.episodes or 1)})
 
-    def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.minibatch_generator.set_state(state["minibatch_generator"])
-        self.task_rng.bit_generator.state = state["task_rng"]
+    def final_budget(self) -> MetaTestBudget:
+        """End of training: one trial per held-out task."""
+        return MetaTestBudget()
+
+    @classmethod
+    def build(cls, cfg, env, device: torch.device, sampler_seed: int) -> tuple[torch.nn.Module, TrialSampler, dict, dict]:
+        """Recurrent policy and trial sampler from the config: (policy, sampler, constructor extras, policy args)."""
+        from hydra.utils import get_class, instantiate
+
+        if not issubclass(get_class(cfg.policy._target_), RecurrentPolicy):
+            raise ConfigError(f"policy: {get_class(cfg.policy._target_).__name__} does not fit {cls.__name__}; algo=rl2 "
+                              "needs policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "num_actions": env.num_actions}
+        policy = instantiate(cfg.policy, **policy_args).to(device)
+        sampler = TrialSampler(env, policy, cfg.algo.trials_per_task, cfg.algo.episodes_per_trial, seed=sampler_seed)
+        return policy, sampler, {}, policy_args
+
+    # --- state -------------------------------------------------------------------------------
+    # What a checkpoint holds (dmrl.learner.DeclaredState makes state_dict / load_state_dict of it)
+    STATE = ("policy", "meta_optimizer", "sampler", "minibatch_generator", "task_rng")

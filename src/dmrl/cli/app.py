@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmrl.config import CONF_DIR, Rule, validate
+from dmrl.config import CONF_DIR, Rule, searchpath_overrides, validate
 from dmrl.errors import DmrlError, Interrupted, Terminated
 
 PASS_THROUGH_FLAGS = {"--hydra-help", "--info", "--shell-completion", "-sc"}
@@ -173,7 +173,8 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
                    "continue a run with resume=RUN_DIR/checkpoints/last.pt")
     if any(a in PASS_THROUGH_FLAGS for a in args):
         return
-    from hydra import compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -186,6 +187,10 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
     except (HydraException, OmegaConfBaseException) as e:
         fail(prog, f"cannot parse the command line: {str(e).strip().splitlines()[0]}")
     multirun = "-m" in args or "--multirun" in args
+    searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
+
+    def compose(config_name: str, overrides: list[str], **kw) -> DictConfig:  # with the extra config dirs
+        return hydra_compose(config_name=config_name, overrides=[*searchpath, *overrides], **kw)
     # Hydra's own keys (left out of the variants) decide the output dir that Hydra is about to create
     hydra_keys = [o for o in overrides if o.lstrip("+~").startswith("hydra.") and "," not in o]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=prog):
@@ -266,6 +271,8 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
     """
     import hydra
 
+    if not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
+        sys.argv[1:1] = searchpath_overrides()  # $DMRL_CONFIG_PATH: Hydra composes from those dirs too
     args = sys.argv[1:]
     if "--version" in args:
         print(f"{prog} (dmrl) {_version()}")

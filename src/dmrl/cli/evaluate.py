@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dmrl.cli.app import help_text, run
 from dmrl.config import EVAL_RULES, validate
@@ -17,6 +17,7 @@ def eval_job(cfg: DictConfig) -> dict:
     from dmrl.build import build
     from dmrl.checkpoint import load_checkpoint, restore_state
     from dmrl.evaluation import evaluate, format_table, write_report
+    from dmrl.learner import MetaTestBudget
 
     validate(cfg, EVAL_RULES)
     ckpt = Path(cfg.checkpoint).expanduser().resolve()
@@ -26,14 +27,15 @@ def eval_job(cfg: DictConfig) -> dict:
     restore_state(parts.algo, {"algo": state["algo"]}, ckpt)  # the learner only: eval seeds its own streams
     recorder = None
     messages: list[str] = []
-    if cfg.video and hasattr(parts.algo, "trial_curve"):
-        messages.append("note: video=true films MAML checkpoints only; this RL² evaluation writes its numbers")
+    if cfg.video and not parts.algo.FILMS:
+        messages.append(f"note: video=true films gradient-based learners only; this {type(parts.algo).__name__} "
+                        "evaluation writes its numbers")
     elif cfg.video:
         from dmrl.video import Recorder
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
-    result = evaluate(parts, num_tasks=int(cfg.num_tasks), adapt_steps=int(cfg.adapt_steps), seed=int(cfg.seed),
-                      episodes=cfg.episodes, recorder=recorder, later_lr_scale=float(cfg.later_lr_scale))
+    budget = MetaTestBudget(steps=int(cfg.adapt_steps), episodes=cfg.episodes, later_lr_scale=float(cfg.later_lr_scale))
+    result = evaluate(parts, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget, recorder=recorder)
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if recorder is not None:

@@ -300,18 +300,16 @@ def _final_eval(parts, cfg: DictConfig) -> dict | None:
     num_tasks = int(cfg.final_eval.num_tasks)
     if num_tasks == 0:
         return None
-    steps = int(OmegaConf.select(cfg, "algo.inner_steps", default=1))  # gradient-based learners adapt this many steps
-    result = evaluate(parts, num_tasks=num_tasks, adapt_steps=steps, seed=int(cfg.final_eval.seed), episodes=None)
+    result = evaluate(parts, num_tasks=num_tasks, seed=int(cfg.final_eval.seed))  # the learner's final_budget()
     return {"seed": int(cfg.final_eval.seed), **{k: v for k, v in result.items() if not k.startswith("per_task")}}
 
 
 def objective_of(heldout: dict | None, record: dict) -> tuple[str, float]:
-    """The job's objective: the held-out return after adapting (the trial's return for RL²)."""
+    """The job's objective: the held-out objective the learner's meta-test names (the return after
+    adapting, the trial's return, ...); without a final evaluation, the last meta-batch's post-adaptation return."""
     if heldout is None:
         return "meta_train/return_post_adapt", float(record["meta_train/return_post_adapt"])
-    if "trial_return_mean" in heldout:
-        return "heldout/trial_return", float(heldout["trial_return_mean"])
-    return "heldout/return_post_adapt", float(heldout["return_mean"][-1])
+    return str(heldout["objective_name"]), float(heldout["objective"])
 
 
 def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, wall_s: float, device,

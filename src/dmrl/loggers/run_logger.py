@@ -33,6 +33,12 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
+def _short(key: str) -> str:
+    """``meta_train/return_pre_adapt`` -> ``pre``: the progress line's label of a metric."""
+    name = key.rsplit("/", 1)[-1]
+    return {"return_pre_adapt": "pre", "return_post_adapt": "post", "trial_return": "trial"}.get(name, name)
+
+
 class RunLogger:
     def __init__(
         self,
@@ -45,6 +51,7 @@ class RunLogger:
         progress: bool = True,
         config_text: str | None = None,
         job: str | None = None,
+        headline: tuple[str, ...] = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt"),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +70,8 @@ class RunLogger:
         self._bar = None
         self._plain_every = max(1, total_iterations // 20)  # off a terminal: every 5%, ...
         self._t0 = self._last_print = time.perf_counter()
-        self._job = f"{job}: " if job else ""  # a sweep job's lines name it (parallel jobs share stderr)
+        self._job = f"{job}: " if job else ""
+        self._headline = tuple(headline)  # the learner's HEADLINE: what the progress line shows  # a sweep job's lines name it (parallel jobs share stderr)
         self._start = start_iteration
         if progress and sys.stderr.isatty():
             self._bar = tqdm(total=total_iterations, initial=start_iteration, desc=f"{self._job}meta-train", unit="it",
@@ -86,18 +94,19 @@ class RunLogger:
             for key, value in record.items():
                 if key not in ("iteration", "env_steps") and isinstance(value, (int, float)) and math.isfinite(value):
                     self._writer.add_scalar(key, value, step)
-        pre, post = record.get("meta_train/return_pre_adapt"), record.get("meta_train/return_post_adapt")
+        shown = {_short(k): float(record[k]) for k in self._headline if isinstance(record.get(k), (int, float))}
         it = record["iteration"]
         if self._bar is not None:
-            self._bar.set_postfix(pre=f"{pre:.2f}", post=f"{post:.2f}", refresh=False)
+            self._bar.set_postfix({k: f"{v:.2f}" for k, v in shown.items()}, refresh=False)
             self._bar.update(1)
         elif self._plain and self._due(it):
             now = time.perf_counter()
             done = it - self._start
             eta = (now - self._t0) / max(done, 1) * (self.total - it)
             self._last_print = now
-            print(f"{self._job}iteration {it}/{self.total}  env_steps {step}  return pre {pre:.2f} post {post:.2f}  "
-                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+            values = "  ".join(f"{k} {v:.2f}" for k, v in shown.items())
+            print(f"{self._job}iteration {it}/{self.total}  env_steps {step}  {values}  eta {eta:.0f}s",
+                  file=sys.stderr, flush=True)
 
     def _due(self, it: int) -> bool:
         """Off a terminal: the first iteration (a line within the first minute), then every 5% or every

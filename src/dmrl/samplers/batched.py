@@ -43,6 +43,10 @@ class BatchedSampler(SeededSampler):
         self.episodes_per_task = int(episodes_per_task)
         super().__init__(env, seed)
 
+    def rebuild_args(self) -> dict[str, int]:
+        """The constructor arguments besides env, policy and seed (a Ray worker rebuilds the sampler)."""
+        return {"episodes_per_task": self.episodes_per_task}
+
     @torch.no_grad()
     def sample(self, tasks: Tasks, params: Params | None = None, episodes: int | None = None) -> Episodes:
         """Episodes ``[T, N, B]`` of the policy with ``params`` (shared ``[*]`` or per-task ``[N, *]``)."""

@@ -23,18 +23,15 @@ import ray
 import torch
 from hydra.utils import instantiate
 
-from dmrl.samplers.batched import BatchedSampler, SeededSampler
-from dmrl.samplers.trials import TrialSampler
+from dmrl.samplers.batched import SeededSampler
 from dmrl.tasks.distributions import Tasks
 
 
 def _sampler_args(sampler: SeededSampler) -> dict[str, int]:
-    """What rebuilds ``sampler`` around another env and policy."""
-    if isinstance(sampler, TrialSampler):
-        return {"trials_per_task": sampler.trials_per_task, "episodes_per_trial": sampler.episodes_per_trial}
-    if isinstance(sampler, BatchedSampler):
-        return {"episodes_per_task": sampler.episodes_per_task}
-    raise TypeError(f"sampler=ray cannot wrap a {type(sampler).__name__}")
+    """What rebuilds ``sampler`` around another env and policy (each sampler declares it)."""
+    if not hasattr(type(sampler), "rebuild_args"):
+        raise TypeError(f"sampler=ray cannot wrap a {type(sampler).__name__}: it declares no rebuild_args()")
+    return sampler.rebuild_args()
 
 
 class _Worker:

@@ -49,6 +49,10 @@ class TrialSampler(SeededSampler):
         self.episodes_per_trial = int(episodes_per_trial)
         super().__init__(env, seed)
 
+    def rebuild_args(self) -> dict[str, int]:
+        """The constructor arguments besides env, policy and seed (a Ray worker rebuilds the sampler)."""
+        return {"trials_per_task": self.trials_per_task, "episodes_per_trial": self.episodes_per_trial}
+
     @torch.no_grad()
     def sample(self, tasks: Tasks, trials: int | None = None) -> Trials:
         env, policy = self.env, self.policy

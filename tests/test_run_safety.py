@@ -101,6 +101,23 @@ def test_a_checkpoint_config_cannot_run_code(trained, tmp_path, cli_env):
     assert after == before
 
 
+def test_a_sweep_dirs_stored_config_cannot_run_code(tmp_path, cli_env):
+    """A re-launched sweep reads each job dir's checkpoint config: the same check applies."""
+    run(["dmrl-train", "-m", *SMOKE, "iterations=1", "seed=0,1", "final_eval.num_tasks=2", "hydra.sweep.dir=sweep"],
+        tmp_path, cli_env)
+    marker = tmp_path / "pwned"
+    pickle_file = tmp_path / "payload.pt"
+    torch.save(Pickled(str(marker)), pickle_file)
+    job = tmp_path / "sweep/1/checkpoints/last.pt"
+    _with_config(job, job, lambda c: c.update(tasks={"_target_": "torch.load", "f": str(pickle_file),
+                                                      "weights_only": False}))
+    (tmp_path / "sweep/1/summary.json").unlink()  # unfinished: the re-launch reads its checkpoint
+    proc = run(["dmrl-train", "-m", *SMOKE, "iterations=2", "seed=0,1", "final_eval.num_tasks=2",
+                "hydra.sweep.dir=sweep"], tmp_path, cli_env, ok=False)
+    assert proc.returncode == 3 and "refused" in proc.stderr and "torch.load" in proc.stderr
+    assert not marker.exists()
+
+
 # --- runs that were silently lost or mixed ---------------------------------------------------------
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -383,7 +400,9 @@ def test_help_and_version(tmp_path, cli_env):
     assert "algo=maml|rl2" in out and "checkpoint.every=50" in out and "example:" in out
     from importlib import metadata
 
-    for prog in ("dmrl-train", "dmrl-eval"):
+    out = run(["dmrl-report", "--help"], tmp_path, cli_env).stdout
+    assert "--out" in out and "example: dmrl-report" in out
+    for prog in ("dmrl-train", "dmrl-eval", "dmrl-report"):
         assert run([prog, "--version"], tmp_path, cli_env).stdout.strip() == f"{prog} (dmrl) {metadata.version('dmrl')}"
 
 
@@ -414,3 +433,20 @@ def test_committed_version_1_checkpoints_evaluate_and_resume(tmp_path, cli_env, 
     run(["dmrl-train", f"resume={run_dir / 'last.pt'}", "iterations=2", "final_eval.num_tasks=2"], tmp_path, cli_env)
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["iteration"] == 2 and state["version"] == 2 and "checksum" in state
+
+
+def test_a_long_meta_test_reports_progress(monkeypatch, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from dmrl import evaluation
+    from dmrl.build import build
+    from dmrl.config import CONF_DIR
+    from dmrl.learner import MetaTestBudget
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=["experiment=smoke", "device=cpu"])
+    monkeypatch.setattr(evaluation, "PROGRESS_EVERY_S", 0.0)
+    out = evaluation.evaluate(build(cfg), num_tasks=3, seed=0, budget=MetaTestBudget(steps=3))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("meta-test:")]
+    assert [line.split(" done")[0] for line in lines] == [f"meta-test: point {k} of 4" for k in (1, 2, 3)]
+    assert out["adapt_steps"] == [0, 1, 2, 3]

@@ -99,7 +99,8 @@ def explain(exc: Exception, override: str, compose: Callable, config_name: str, 
     return text.strip().splitlines()[0]
 
 
-def _version() -> str:
+def version() -> str:
+    """dmrl's installed version (``--version`` of each command)."""
     from importlib import metadata
 
     try:
@@ -275,7 +276,7 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
         sys.argv[1:1] = searchpath_overrides()  # $DMRL_CONFIG_PATH: Hydra composes from those dirs too
     args = sys.argv[1:]
     if "--version" in args:
-        print(f"{prog} (dmrl) {_version()}")
+        print(f"{prog} (dmrl) {version()}")
         sys.exit(0)
     if HELP_FLAGS & set(args):
         print(help)

@@ -12,11 +12,16 @@ PROG = "dmrl-report"
 
 
 def main(argv: list[str] | None = None) -> None:
+    from dmrl.cli.app import version
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Group runs by config and report the mean and 95%% bootstrap interval across seeds of "
                     "each run's objective and final metrics, learning curves and held-out adaptation curves. "
-                    "Failed and unfinished runs are listed, not averaged.")
+                    "Failed and unfinished runs are listed, not averaged.",
+        epilog="example: dmrl-report outputs/multirun/2026-12-02/07-30-00 --out results/lr_sweep",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"{PROG} (dmrl) {version()}")
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a run dir or a sweep dir (several allowed)")
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: the first DIR/report)")
     args = p.parse_args(argv)

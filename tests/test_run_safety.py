@@ -188,6 +188,11 @@ def test_resuming_an_older_checkpoint_branches_instead_of_cutting(tmp_path, cli_
     summary = json.loads((branch / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["parent"] == str(tmp_path / "run")
     assert "experiment=smoke" in summary["overrides"]  # the parent's command line, not the resume's
+    # a branch never lands on another run: the branch dir now holds one
+    kept = (branch / "metrics.jsonl").read_bytes()
+    line = one_line(run(["dmrl-train", "resume=run/checkpoints/iter_000001.pt", "iterations=3", "hydra.run.dir=branch"],
+                        tmp_path, cli_env, ok=False))
+    assert "already holds a run" in line and (branch / "metrics.jsonl").read_bytes() == kept
 
 
 def test_a_run_killed_before_its_summary_is_completed_by_resume(tmp_path, cli_env):

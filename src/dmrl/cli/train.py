@@ -171,6 +171,12 @@ def _storage_error(e: OSError, run_dir: Path) -> DmrlError:
     return StorageError(f"{what}{target}; {kept}")
 
 
+def _occupied(run_dir: Path) -> ConfigError:
+    return ConfigError(f"hydra.run.dir: {run_dir} already holds a run; continue it with "
+                       f"resume={_quoted(run_dir / 'checkpoints' / 'last.pt')}, choose a fresh hydra.run.dir, "
+                       "or replace it with overwrite=true")
+
+
 def _prepare_run_dir(cfg: DictConfig, run_dir: Path, fresh: bool) -> None:
     """Lock the run dir, clean what a kill left, and refuse to write a fresh run over an old one."""
     from dmrl.rundir import clean_stale_temp, clear, holds_run, lock
@@ -180,9 +186,7 @@ def _prepare_run_dir(cfg: DictConfig, run_dir: Path, fresh: bool) -> None:
         print(f"dmrl-train: removed {p}, left by a write that was interrupted", file=sys.stderr)
     if fresh and holds_run(run_dir):
         if not cfg.overwrite:
-            raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; continue it with "
-                              f"resume={_quoted(run_dir / 'checkpoints' / 'last.pt')}, choose a fresh hydra.run.dir, "
-                              "or replace it with overwrite=true")
+            raise _occupied(run_dir)
         clear(run_dir)
 
 
@@ -207,7 +211,8 @@ def train_job(cfg: DictConfig) -> float:
             else:
                 parent = ckpt.parent.parent  # a branch in this launch's own run dir
     sweep_job = not cfg.resume and HydraConfig.get().mode == RunMode.MULTIRUN
-    _prepare_run_dir(cfg, run_dir, fresh=not cfg.resume and not sweep_job)
+    # a fresh run, and a branch (it starts a dir of its own), may not land on another run's files
+    _prepare_run_dir(cfg, run_dir, fresh=(not cfg.resume and not sweep_job) or parent is not None)
     if sweep_job:  # a re-launched sweep: skip or resume this job
         finished, state = previous_run(cfg, run_dir)
         if finished is not None:
@@ -356,9 +361,7 @@ def _check_fresh_run_dir(cfg: DictConfig, multirun: bool) -> None:
     if cfg.resume or cfg.overwrite:
         return
     if holds_run(run_dir):
-        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; continue it with "
-                          f"resume={_quoted(run_dir / 'checkpoints' / 'last.pt')}, choose a fresh hydra.run.dir, "
-                          "or replace it with overwrite=true")
+        raise _occupied(run_dir)
 
 
 def _tunable_on_resume(args: list[str]) -> list[str]:

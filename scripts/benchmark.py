@@ -70,6 +70,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
+from dmrl.allocator import keep_freed_memory
 from dmrl.build import build
 from dmrl.config import CONF_DIR
 
@@ -468,6 +469,7 @@ def bench_sweep_local() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as dmrl-train does (DMRL_KEEP_FREED_MEMORY=0 measures without it)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=[*sorted(CASES), "sweep_local"], action="append",
                    help="case(s) to run (default: every meta-iteration case; sweep_local only when named)")

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from dmrl.allocator import keep_freed_memory
 from dmrl.config import CONF_DIR, Rule, searchpath_overrides, validate
 from dmrl.errors import DmrlError, Interrupted, Terminated
 
@@ -282,6 +283,7 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
         print(help)
         sys.exit(0)
     precheck(prog, config_name, args, rules, check)
+    keep_freed_memory()  # no per-iteration page-fault churn (dmrl.allocator)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a launcher (submitit) handles it
         signal.signal(signal.SIGTERM, _on_sigterm)
 

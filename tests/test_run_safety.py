@@ -455,3 +455,21 @@ def test_a_long_meta_test_reports_progress(monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("meta-test:")]
     assert [line.split(" done")[0] for line in lines] == [f"meta-test: point {k} of 4" for k in (1, 2, 3)]
     assert out["adapt_steps"] == [0, 1, 2, 3]
+
+
+def test_one_migration_brings_older_stored_configs_up_to_date():
+    """Configs from before env.normalize_actions and before the sampler group: filled in by
+    dmrl.stored.migrate with what they meant (raw point_nav units, local sampling), then built."""
+    from dmrl.build import build
+    from dmrl.stored import stored_config
+
+    state = torch.load(DATA / "v1_maml_point_nav.pt", weights_only=True)
+    old = OmegaConf.create(state["config"])
+    del old.env.normalize_actions
+    del old.sampler
+    cfg = stored_config(OmegaConf.to_yaml(old), "checkpoint old.pt")
+    assert cfg.env.normalize_actions is False and cfg.sampler.name == "local"
+    parts = build(cfg, device="cpu")
+    assert parts.env.normalize_actions is False
+    fresh = stored_config(state["config"], "checkpoint v1.pt")  # a config that has both keys keeps them
+    assert fresh.env.normalize_actions is True

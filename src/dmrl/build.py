@@ -112,7 +112,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
         # allocate their buffers only when they sample, after the memory check
         policy, sampler, extras, policy_args = algo_cls.build(cfg, env, dev, _derived_seed(seed, 0))
         check_memory(algo_cls, cfg, env, dev)
-        if OmegaConf.select(cfg, "sampler.name", default="local") == "ray":  # older configs have no sampler
+        if cfg.sampler.name == "ray":  # (stored configs without a sampler: dmrl.stored.migrate)
             sampler = _ray_sampler(cfg, sampler, policy_args)
         meta_optimizer = instantiate(cfg.meta_optimizer)
         algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k not in extras])

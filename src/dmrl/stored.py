@@ -104,6 +104,29 @@ def check_targets(cfg: DictConfig | dict, source: str, resolved: bool = False) -
                               "nothing was built")
 
 
+# What configs written by older dmrl versions lack, and what they meant: (what, applies, fill in).
+# Every migration of a stored config lives here, in order, instead of in the classes' defaults.
+MIGRATIONS = (
+    ("env.normalize_actions (added with normalized point_nav actions): older point_nav runs acted in raw units",
+     lambda c: str(OmegaConf.select(c, "env._target_", default="")).endswith("PointNav")
+     and OmegaConf.select(c, "env.normalize_actions", default=None) is None,
+     lambda c: OmegaConf.update(c, "env.normalize_actions", False, force_add=True)),
+    ("sampler (added with sampler=ray): older runs sampled locally",
+     lambda c: OmegaConf.select(c, "sampler", default=None) is None,
+     lambda c: OmegaConf.update(c, "sampler", {"name": "local"}, force_add=True)),
+)
+
+
+def migrate(cfg: DictConfig) -> list[str]:
+    """Bring a stored config up to today's keys (:data:`MIGRATIONS`); returns what was filled in."""
+    done = []
+    for what, applies, fill in MIGRATIONS:
+        if applies(cfg):
+            fill(cfg)
+            done.append(what)
+    return done
+
+
 def stored_config(text: Any, source: str) -> DictConfig:
     """The config a checkpoint (or a sweep job's files) stored, checked like a command line.
 
@@ -119,6 +142,7 @@ def stored_config(text: Any, source: str) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{source}: its config is not a mapping of keys (got a list)")
     check_targets(cfg, source, resolved=True)
+    migrate(cfg)
     try:
         validate(cfg, TRAIN_RULES)
     except ConfigError as e:

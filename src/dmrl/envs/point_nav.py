@@ -9,9 +9,9 @@ within 0.01 of the goal or at the horizon (100).
 Action units: MAML's original code wraps the env in rllab's ``normalize``, so its policy acts in
 ``[-1, 1]`` per axis and the env scales that to ``[-0.1, 0.1]`` (``env.normalize_actions=true``, the
 default of dmrl's config); a widely used PyTorch port feeds the policy's action to the env as the
-velocity itself, clipped (``env.normalize_actions=false``, the classes' default, so that a
-checkpoint saved before the option existed, whose config lacks the key, is rebuilt as it was
-trained). The dynamics and rewards are the same; what differs is the scale the Gaussian policy
+velocity itself, clipped (``env.normalize_actions=false``, the classes' default, as the env was
+before the option existed; a checkpoint config without the key is given ``false`` explicitly by
+``dmrl.stored.migrate``). The dynamics and rewards are the same; what differs is the scale the Gaussian policy
 explores and adapts in (a unit standard deviation is the whole action range in the first, ten
 times it in the second).
 """

@@ -69,6 +69,11 @@ def in_use(run_dir: Path) -> str | None:
     return None
 
 
+def holds_lock(run_dir: Path) -> bool:
+    """Whether this process holds ``run_dir``'s lock."""
+    return Path(run_dir).resolve() in _held
+
+
 def unlock(run_dir: Path) -> None:
     fd = _held.pop(Path(run_dir).resolve(), None)
     if fd is not None:

@@ -249,10 +249,12 @@ def _culprit(compose: Callable, config_name: str, variant: list[str]) -> str | N
 
 def discard_if_empty(run_dir: Path) -> None:
     """Remove a Hydra run dir that holds nothing but Hydra's own files and the run's lock (a job that did no work)."""
-    from dmrl.rundir import LOCK_FILE, unlock
+    from dmrl.rundir import LOCK_FILE, holds_lock, unlock
 
     if not run_dir.is_dir():
         return
+    if (run_dir / LOCK_FILE).exists() and not holds_lock(run_dir):
+        return  # another process's run dir (it won the lock): never touch it
     for p in run_dir.iterdir():
         if p.name not in (".hydra", LOCK_FILE) and not (p.suffix == ".log" and p.stat().st_size == 0):
             return

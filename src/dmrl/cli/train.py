@@ -200,19 +200,20 @@ def train_job(cfg: DictConfig) -> float:
 
     t_start = time.perf_counter()
     hydra_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir, state, parent = hydra_dir, None, None
+    run_dir, state, parent, in_place = hydra_dir, None, None, False
     if cfg.resume:
         ckpt = Path(cfg.resume).expanduser().resolve()
         state = load_checkpoint(ckpt)
         cfg = resume_config(cfg, state["config"], list(HydraConfig.get().overrides.task), f"checkpoint {ckpt}")
         if ckpt.parent.name == CHECKPOINT_DIR:
             if _continues_in_place(ckpt, state):
-                run_dir = ckpt.parent.parent  # continue the original run dir
+                run_dir, in_place = ckpt.parent.parent, True  # continue the original run dir
             else:
                 parent = ckpt.parent.parent  # a branch in this launch's own run dir
     sweep_job = not cfg.resume and HydraConfig.get().mode == RunMode.MULTIRUN
     # a fresh run, and a branch (it starts a dir of its own), may not land on another run's files
-    _prepare_run_dir(cfg, run_dir, fresh=(not cfg.resume and not sweep_job) or parent is not None)
+    # (a resume of a checkpoint outside any run's checkpoints/ starts this launch's dir too)
+    _prepare_run_dir(cfg, run_dir, fresh=(not cfg.resume and not sweep_job) or (bool(cfg.resume) and not in_place))
     if sweep_job:  # a re-launched sweep: skip or resume this job
         finished, state = previous_run(cfg, run_dir)
         if finished is not None:
@@ -236,6 +237,8 @@ def train_job(cfg: DictConfig) -> float:
         print(f"nothing to do: {run_dir} finished at iteration {start[0]} >= iterations={cfg.iterations}; "
               f"extend it with iterations=N (N > {start[0]})")
         return float("nan") if summary.get("objective") is None else float(summary["objective"])
+    if start[0] < int(cfg.iterations):  # the run goes on: an old "finished" summary no longer holds
+        (run_dir / "summary.json").unlink(missing_ok=True)
     print(f"run dir: {run_dir}  (tensorboard --logdir {_quoted(run_dir)})", flush=True)
     try:
         try:

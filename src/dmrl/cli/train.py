@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmrl.cli.app import discard_if_empty, help_text, run
 from dmrl.config import TRAIN_RULES, validate
 from dmrl.errors import CheckpointError, ConfigError, DmrlError, Interrupted, StorageError, Terminated
-from dmrl.summary import provenance
+from dmrl.summary import SUMMARY_FILE, provenance
 from dmrl.stored import stored_config
 
 # What a resumed run may change, when typed on the command line; everything else comes from the
@@ -155,8 +156,7 @@ def _interrupted(e: KeyboardInterrupt, run_dir: Path) -> DmrlError:
 
 
 def _quoted(path: Path) -> str:
-    text = str(path)
-    return f"'{text}'" if any(c in text for c in " \t'\"$`") else text
+    return shlex.quote(str(path))  # a path as the shell reads it back (quoted only where needed)
 
 
 def _storage_error(e: OSError, run_dir: Path) -> DmrlError:
@@ -238,7 +238,7 @@ def train_job(cfg: DictConfig) -> float:
               f"extend it with iterations=N (N > {start[0]})")
         return float("nan") if summary.get("objective") is None else float(summary["objective"])
     if start[0] < int(cfg.iterations):  # the run goes on: an old "finished" summary no longer holds
-        (run_dir / "summary.json").unlink(missing_ok=True)
+        (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
     print(f"run dir: {run_dir}  (tensorboard --logdir {_quoted(run_dir)})", flush=True)
     try:
         try:

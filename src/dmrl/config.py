@@ -90,7 +90,15 @@ HIDDEN = Rule(
 )
 ACTIVATION = one_of(sorted(ACTIVATIONS))
 
+# The options of the policy group (conf/policy/) that dmrl-eval scores without a checkpoint
+# (env=ENV policy=NAME), with their _target_ (compared as text: a rule never imports what a config
+# names). They have nothing to learn, so dmrl-train refuses them.
+EVAL_POLICIES = {"random": "dmrl.classic.UniformPolicy"}
+
 TRAIN_RULES: dict[str, Rule] = {
+    "policy._target_": Rule(lambda v: v not in EVAL_POLICIES.values(),
+                            f"a network to train, not policy={'|'.join(EVAL_POLICIES)} (nothing to train: "
+                            f"dmrl-eval env=ENV policy={'|'.join(EVAL_POLICIES)} scores it)"),
     "seed": SEED,
     "iterations": int_at_least(1),
     "overwrite": BOOL,
@@ -109,7 +117,12 @@ TRAIN_RULES: dict[str, Rule] = {
     "algo.meta_batch_size": int_at_least(1),
     "algo.fast_batch_size": int_at_least(1),
     "algo.inner_steps": int_at_least(1),
-    "algo.inner_lr": POSITIVE,
+    "algo.inner_lr": Rule(lambda v: (_is_num(v) and v > 0) or (isinstance(v, (list, tuple)) and len(v) >= 1 and all(
+        _is_num(x) and x > 0 for x in v)), "a number > 0, or a list of numbers > 0 (one per inner step)"),
+    "algo.kl_coef": NON_NEGATIVE,
+    "algo.adaptive_kl": BOOL,
+    "algo.kl_target": POSITIVE,
+    "meta_optimizer.steps": int_at_least(1),
     "algo.first_order": BOOL,
     "algo.gamma": float_in(0.0, 1.0),
     "algo.gae_lambda": float_in(0.0, 1.0),
@@ -133,10 +146,12 @@ TRAIN_RULES: dict[str, Rule] = {
     "meta_optimizer.lr": POSITIVE,
     "meta_optimizer.epochs": int_at_least(1),
     "meta_optimizer.minibatches": int_at_least(1),
-    "meta_optimizer.clip": float_in(0.0, 1.0, lo_open=True, hi_open=True),
+    "meta_optimizer.clip": Rule(lambda v: v is None or (_is_num(v) and 0 < v < 1), "null (adam: no clipping) or a "
+                                "number in (0, 1)"),
     "meta_optimizer.value_coef": NON_NEGATIVE,
     "meta_optimizer.entropy_coef": NON_NEGATIVE,
-    "meta_optimizer.max_grad_norm": POSITIVE,
+    "meta_optimizer.max_grad_norm": Rule(lambda v: v is None or (_is_num(v) and v > 0), "null (adam: no clipping) "
+                                         "or a number > 0"),
     "meta_optimizer.anneal_lr": BOOL,
     "meta_optimizer.anneal_entropy": BOOL,
     "meta_optimizer.anneal_iterations": int_at_least(1),
@@ -156,7 +171,9 @@ TRAIN_RULES: dict[str, Rule] = {
 MAX_ADAPT_STEPS = 100  # MAML's papers test 1-3 steps; 100 already takes minutes on a large task set
 
 EVAL_RULES: dict[str, Rule] = {
-    "checkpoint": Rule(lambda v: isinstance(v, str) and v != "", "a checkpoint path (checkpoint=PATH)", required=True),
+    "checkpoint": Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path (checkpoint=PATH)"),
+    "policy": Rule(lambda v: v is None or (isinstance(v, dict) and v.get("_target_") in EVAL_POLICIES.values()),
+                   f"null or policy={'|'.join(EVAL_POLICIES)} (scored without a checkpoint on env=ENV)"),
     "num_tasks": int_at_least(1),
     "adapt_steps": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_ADAPT_STEPS,
                         f"an integer in [0, {MAX_ADAPT_STEPS}] (each step samples a fresh batch on every task)"),
@@ -166,6 +183,8 @@ EVAL_RULES: dict[str, Rule] = {
     "device": DEVICE,
     "video": BOOL,
     "video_tasks": int_at_least(1),
+    # policy=random: the env composed from its group is checked as dmrl-train checks it
+    **{key: rule for key, rule in TRAIN_RULES.items() if key.startswith("env.")},
 }
 
 _MISSING = object()
@@ -176,6 +195,42 @@ def _select(cfg: DictConfig, key: str) -> Any:
     if value is not _MISSING and OmegaConf.is_missing(cfg, key):
         return _MISSING
     return value
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, in dmrl's conf/ and the dirs of ``$DMRL_CONFIG_PATH``."""
+    return sorted({p.stem for root in (CONF_DIR, *extra_conf_dirs()) for p in (root / group).glob("*.yaml")})
+
+
+def eval_source(cfg: DictConfig) -> str:
+    """What ``dmrl-eval`` scores: ``"checkpoint"`` (checkpoint=PATH: the learner, env and tasks its
+    stored config names) or the name of a policy scored without one (env=ENV policy=random);
+    exactly one of them. Anything else is a :class:`ConfigError` that names the keys."""
+    checkpoint, policy, env = (_select(cfg, k) for k in ("checkpoint", "policy", "env"))
+    has_checkpoint = checkpoint not in (None, _MISSING)
+    has_env = env not in (None, _MISSING)
+    target = OmegaConf.select(cfg, "policy._target_", default=None) if isinstance(policy, DictConfig) else None
+    name = next((n for n, t in EVAL_POLICIES.items() if t == target), None)
+    envs = ", ".join(group_options("env"))
+    policies = "|".join(EVAL_POLICIES)
+    if has_checkpoint and policy not in (None, _MISSING):
+        raise ConfigError(f"checkpoint and policy={name or target} exclude each other: checkpoint=PATH meta-tests "
+                          f"a stored learner on its own env, policy={policies} scores a policy on env=ENV without one; "
+                          "give one of them")
+    if has_checkpoint and has_env:
+        raise ConfigError(f"env: a checkpoint brings its own env and task distribution (its stored config); "
+                          f"env=ENV goes with policy={policies}")
+    if has_checkpoint:
+        return "checkpoint"
+    if policy in (None, _MISSING):
+        raise ConfigError(f"checkpoint is required: checkpoint=PATH meta-tests a dmrl checkpoint, or give "
+                          f"policy={policies} with env=ENV (one of {envs}) to score a policy without one")
+    if name is None:
+        raise ConfigError(f"policy: {target} is a network to train; dmrl-eval scores it from its checkpoint "
+                          f"(checkpoint=PATH), and without one only policy={policies}")
+    if not has_env:
+        raise ConfigError(f"env is required with policy={name}: env=one of {envs}")
+    return name
 
 
 def validate(cfg: DictConfig, rules: dict[str, Rule]) -> None:

@@ -89,6 +89,8 @@ def _state_of(x: Any) -> Any:
         return x.bit_generator.state
     if isinstance(x, torch.Generator):
         return x.get_state()
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
     return x.state_dict()
 
 
@@ -97,13 +99,19 @@ def _load_into(x: Any, state: Any) -> None:
         x.bit_generator.state = state
     elif isinstance(x, torch.Generator):
         x.set_state(state)
+    elif isinstance(x, torch.Tensor):
+        if not isinstance(state, torch.Tensor) or state.shape != x.shape:
+            raise ValueError(f"expected a tensor of shape {tuple(x.shape)}, got {getattr(state, 'shape', type(state))}")
+        with torch.no_grad():
+            x.copy_(state)
     else:
         x.load_state_dict(state)
 
 
 class DeclaredState:
     """``state_dict`` / ``load_state_dict`` from the attribute names in ``STATE``: modules,
-    optimizers, samplers (anything with a ``state_dict``) and random generators (numpy, torch)."""
+    optimizers, samplers (anything with a ``state_dict``), random generators (numpy, torch) and
+    plain tensors (a learner's own numbers, e.g. ProMP's adaptive KL coefficients)."""
 
     STATE: tuple[str, ...] = ()
 

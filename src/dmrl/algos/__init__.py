@@ -2,6 +2,9 @@
 ``meta_test``, ``final_budget``, ``build``, declared ``STATE`` / ``HEADLINE`` / ``STEP_SIZE_KEYS``)."""
 
 from dmrl.algos.maml import MAML
+from dmrl.algos.meta_sgd import MetaSGD
+from dmrl.algos.multitask import MultiTask, Oracle
+from dmrl.algos.promp import ProMP
 from dmrl.algos.rl2 import RL2
 
-__all__ = ["MAML", "RL2"]
+__all__ = ["MAML", "MetaSGD", "MultiTask", "Oracle", "ProMP", "RL2"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,10 +25,10 @@ from dmrl.algos.maml_curvature import MAMLProducts, maml_products
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError, require
 from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
-from dmrl.optim.ppo import PPO
 from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.policies.recurrent import RecurrentPolicy
+from dmrl.optim.ppo import clipped_surrogate
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.samplers.episodes import Episodes
@@ -37,10 +37,13 @@ from dmrl.tasks.distributions import TaskDistribution, Tasks
 
 # inner-loss estimators: MAML's score-function loss, or ProMP's low-variance curvature (LVC)
 INNER_ESTIMATORS = ("vpg", "lvc")
+# outer rules MAML's objective fits: TRPO's trust region, or Adam steps on the (clipped) surrogate
+OUTER_KINDS = ("trust_region", "gradient")
 
 
 class MAML(DeclaredState):
     FILMS = True  # dmrl-eval video=true films an episode before and after the inner steps
+    ADAPTS_IN_TRAINING = True  # False: training steps on the pre-adaptation episodes (the multitask baseline)
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
@@ -70,19 +73,22 @@ class MAML(DeclaredState):
         meta_batch_size: int = 20,
         fast_batch_size: int = 20,
         inner_steps: int = 1,
-        inner_lr: float = 0.1,
+        inner_lr: float | Sequence[float] = 0.1,
         first_order: bool = False,
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
         normalize_advantages: bool = True,
         inner_estimator: str = "vpg",
     ) -> None:
-        if isinstance(meta_optimizer, PPO):
-            raise ConfigError("algo=maml needs meta_optimizer=trpo (PPO's minibatch update has no MAML objective yet)")
+        if getattr(meta_optimizer, "KIND", None) not in OUTER_KINDS:
+            raise ConfigError(f"algo={type(self).__name__.lower()} needs meta_optimizer=trpo, adam or adam_clip "
+                              "(meta_optimizer=ppo is RL²'s minibatch update with a value loss)")
         require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
         require("algo.fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
         require("algo.inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)
-        require("algo.inner_lr", inner_lr > 0, "a float > 0", inner_lr)
+        lrs = list(inner_lr) if isinstance(inner_lr, Sequence) else [inner_lr] * int(inner_steps)
+        require("algo.inner_lr", len(lrs) == inner_steps and all(lr > 0 for lr in lrs),
+                f"a number > 0 or a list of {inner_steps} numbers > 0 (one per inner step)", inner_lr)
         require("algo.gamma", 0 <= gamma <= 1, "a float in [0, 1]", gamma)
         require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a float in [0, 1]", gae_lambda)
         require("algo.inner_estimator", inner_estimator in INNER_ESTIMATORS, f"one of {', '.join(INNER_ESTIMATORS)}",
@@ -90,11 +96,21 @@ class MAML(DeclaredState):
         self.policy, self.baseline, self.sampler = policy, baseline, sampler
         self.meta_optimizer, self.tasks, self.task_rng = meta_optimizer, tasks, task_rng
         self.meta_batch_size, self.fast_batch_size = int(meta_batch_size), int(fast_batch_size)
-        self.inner_steps, self.inner_lr = int(inner_steps), float(inner_lr)
+        self.inner_steps = int(inner_steps)
+        self.inner_lrs = [float(lr) for lr in lrs]  # the size of each inner step (Meta-SGD: learned instead)
         self.first_order = bool(first_order)
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.normalize_advantages = bool(normalize_advantages)
         self.lvc = inner_estimator == "lvc"
+
+    @property
+    def inner_lr(self) -> float:
+        """The first inner step's size (all of them, unless ``algo.inner_lr`` is a list)."""
+        return self.inner_lrs[0]
+
+    @inner_lr.setter
+    def inner_lr(self, lr: float) -> None:  # one size for every inner step
+        self.inner_lrs = [float(lr)] * self.inner_steps
 
     # --- pieces of the algorithm -------------------------------------------------------------
     def advantages(self, ep: Episodes) -> Tensor:
@@ -131,14 +147,25 @@ class MAML(DeclaredState):
         return {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in self.policy.params().items()}
 
     def adapt(self, params: Params, ep: Episodes, adv: Tensor, create_graph: bool,
-              lr: float | None = None) -> dict[str, Tensor]:
-        """One inner policy-gradient step (of size ``lr``, default ``inner_lr``) for every task at
-        once (Finn et al. 2017, eq. 1)."""
+              lr: float | Params | None = None) -> dict[str, Tensor]:
+        """One inner policy-gradient step for every task at once (Finn et al. 2017, eq. 1), of size
+        ``lr`` (default ``inner_lr``): one number, or one tensor per parameter (Meta-SGD)."""
         lr = self.inner_lr if lr is None else lr
         with torch.enable_grad():
             loss = self.inner_loss(params, ep, adv).sum()
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        if isinstance(lr, dict):
+            return {k: p - lr[k] * g for (k, p), g in zip(params.items(), grads)}
         return {k: p - lr * g for (k, p), g in zip(params.items(), grads)}
+
+    def step_size(self, k: int, differentiable: bool = False) -> float | Params:
+        """The size of inner step ``k`` (``differentiable``: as the outer objective sees it; Meta-SGD's
+        learned sizes carry a graph there, and are plain tensors elsewhere)."""
+        return self.inner_lrs[k]
+
+    def meta_parameters(self) -> list[Tensor]:
+        """What the outer step updates."""
+        return list(self.policy.parameters())
 
     @staticmethod
     def _detached(params: Params) -> dict[str, Tensor]:
@@ -151,47 +178,73 @@ class MAML(DeclaredState):
     def meta_step(self) -> dict[str, float]:
         tasks = self.sample_tasks()
         train: list[tuple[Episodes, Tensor]] = []
+        sampled_with: list[Params] = []  # the (adapted) parameters each inner step's episodes came from
         params = self._detached(self.per_task())
         metrics: dict[str, float] = {}
-        for k in range(self.inner_steps):
+        steps = self.inner_steps if self.ADAPTS_IN_TRAINING else 0
+        for k in range(steps):
             ep = self.sampler.sample(tasks, params)
             adv = self.advantages(ep)
             train.append((ep, adv))
+            sampled_with.append(params)
             metrics[f"meta_train/return_step{k}"] = ep.task_returns.mean().item()
-            params = self._detached(self.adapt(params, ep, adv, create_graph=False))
+            params = self._detached(self.adapt(params, ep, adv, create_graph=False, lr=self.step_size(k)))
         valid = self.sampler.sample(tasks, params)
         valid_adv = self.advantages(valid)
         with torch.no_grad():
             old_mean, old_log_std, old_logp = self.log_probs(params, valid)
 
+        clip = self.meta_optimizer.clip
+
         def objective(create_graph: bool) -> tuple[Tensor, Tensor]:
             fast = self.per_task()
-            for ep, adv in train:
-                fast = self.adapt(fast, ep, adv, create_graph=create_graph and not self.first_order)
+            before: list[Params] = []  # the current parameters adapted k times, k = 0 .. steps - 1
+            for k, (ep, adv) in enumerate(train):
+                before.append(fast)
+                fast = self.adapt(fast, ep, adv, create_graph=create_graph and not self.first_order,
+                                  lr=self.step_size(k, differentiable=True))
             mean, log_std, logp = self.log_probs(fast, valid)
-            ratio = torch.exp(logp - old_logp)
-            loss = -masked_mean(ratio * valid_adv, valid.mask, (0, 2)).mean()
+            if clip is None:  # TRPO's surrogate (and MAML-VPG's: its gradient at ratio 1 is the policy gradient)
+                surrogate = torch.exp(logp - old_logp) * valid_adv
+            else:  # MAML-PPO / ProMP: PPO's clipped surrogate on the post-adaptation episodes
+                surrogate = clipped_surrogate(logp, old_logp, valid_adv, clip)
+            loss = -masked_mean(surrogate, valid.mask, (0, 2)).mean()
+            penalty = self.outer_penalty(train, sampled_with, before)
+            if penalty is not None:
+                loss = loss + penalty
             kl = self.policy.kl(old_mean, old_log_std, mean, log_std)
             return loss, masked_mean(kl, valid.mask, (0, 2)).mean()
 
-        # The surrogate's value and exact gradient at the current point, by hand where the policy
-        # allows: one more Hessian-vector product instead of autograd through the inner step. There
-        # the ratio is 1 (NaN, as objective's, where the old log-probabilities are not finite).
-        weights = torch.exp(old_logp - old_logp) * valid_adv
-        products = self.curvature(train, valid, weights)
         fvp = gradient = None
-        if products is not None:
-            loss = -masked_mean(weights, valid.mask, (0, 2)).mean()
-            fvp, gradient = products.fvp, lambda: (loss, products.meta_gradient())
-        opt_stats = self.meta_optimizer.step(list(self.policy.parameters()), objective, fvp, gradient)
+        if self.meta_optimizer.KIND == "trust_region":
+            # The surrogate's value and exact gradient at the current point, by hand where the policy
+            # allows: one more Hessian-vector product instead of autograd through the inner step. There
+            # the ratio is 1 (NaN, as objective's, where the old log-probabilities are not finite).
+            weights = torch.exp(old_logp - old_logp) * valid_adv
+            products = self.curvature(train, valid, weights)
+            if products is not None:
+                loss = -masked_mean(weights, valid.mask, (0, 2)).mean()
+                fvp, gradient = products.fvp, lambda: (loss, products.meta_gradient())
+        opt_stats = self.meta_optimizer.step(self.meta_parameters(), objective, fvp, gradient)
+        metrics.update(self.after_outer_step(train))
         post = valid.task_returns.mean().item()
-        metrics[f"meta_train/return_step{self.inner_steps}"] = post
+        metrics[f"meta_train/return_step{steps}"] = post
         metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_step0"]
         metrics["meta_train/return_post_adapt"] = post
         metrics["env_steps"] = sum(ep.env_steps for ep, _ in train) + valid.env_steps
         metrics.update({f"meta_optim/{k}": float(v) for k, v in opt_stats.items()})
         metrics["policy/std"] = self.policy.log_std.exp().mean().item()
         return metrics
+
+    def outer_penalty(self, train: list[tuple[Episodes, Tensor]], sampled_with: list[Params],
+                      before: list[Params]) -> Tensor | None:
+        """A term the outer loss adds, given each inner step's episodes, the parameters that sampled
+        them and the current parameters at that step (ProMP: its KL penalty); none here."""
+        return None
+
+    def after_outer_step(self, train: list[tuple[Episodes, Tensor]]) -> dict[str, float]:
+        """Metrics of the learner's own bookkeeping after the outer step (ProMP: its KL coefficients)."""
+        return {}
 
     def curvature(self, train: list[tuple[Episodes, Tensor]], valid: Episodes,
                   outer_weights: Tensor | None = None) -> MAMLProducts | None:
@@ -204,7 +257,7 @@ class MAML(DeclaredState):
         """
         fraction = self.meta_optimizer.fvp_subsample
         episodes = None if fraction >= 1 else max(1, math.ceil(fraction * valid.mask.shape[2]))
-        products = maml_products(self.policy, train, valid, self.inner_lr, self.first_order, episodes=episodes,
+        products = maml_products(self.policy, train, valid, self.inner_lrs, self.first_order, episodes=episodes,
                                  lvc=self.lvc, outer_weights=outer_weights)
         if products is None and episodes is not None:
             raise ConfigError(f"meta_optimizer.fvp_subsample < 1 needs policy=gaussian_mlp or policy=maml_paper "
@@ -212,10 +265,12 @@ class MAML(DeclaredState):
         return products
 
     # --- meta-test ---------------------------------------------------------------------------
-    def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list[float]:
-        """Inner step sizes of ``steps`` test-time steps: ``inner_lr``, then ``inner_lr x
-        later_lr_scale`` (the MAML paper evaluates with 0.1, then 0.05)."""
-        return [self.inner_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
+    def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list:
+        """Inner step sizes of ``steps`` test-time steps: training's (``inner_lr``; with one per
+        step, the last repeats beyond them), the steps after the first times ``later_lr_scale``
+        (the MAML paper evaluates with 0.1, then 0.05)."""
+        return [self.inner_lrs[min(k, self.inner_steps - 1)] * (1.0 if k == 0 else later_lr_scale)
+                for k in range(steps)]
 
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
                          later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:

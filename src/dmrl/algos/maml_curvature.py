@@ -241,6 +241,8 @@ class _InnerStep:
     """Task-wise inner loss ``-masked_mean(log pi * adv)`` at per-task parameters ``P``: its
     gradient (``grad``) and products with its Hessian (``hvp``)."""
 
+    lr = 0.0  # the step's size where it is an inner step (MAMLProducts sets it): the chain rule's I - lr H
+
     def __init__(
         self,
         P: _Dir,
@@ -441,14 +443,16 @@ class MAMLProducts:
         layout: _Layout,
         train: Sequence[tuple[Episodes, Tensor]],
         valid: Episodes,
-        inner_lr: float,
+        inner_lr: float | Sequence[float],
         first_order: bool,
         chunk: int | None,
         episodes: int | None,
         lvc: bool,
         outer_weights: Tensor | None,
     ) -> None:
-        self.layout, self.inner_lr = layout, float(inner_lr)
+        self.layout = layout
+        # the size of each inner step; each _InnerStep carries its own (``lr``) for the chain rule
+        lrs = [float(lr) for lr in inner_lr] if isinstance(inner_lr, Sequence) else [float(inner_lr)] * len(train)
         n = valid.mask.shape[1]
         self.dtype = dtype = policy.log_std.dtype
         chunk = chunk or n
@@ -461,20 +465,23 @@ class MAMLProducts:
                 P = layout.params(policy, hi - lo)
                 steps: list[_InnerStep] = []
                 grad_steps: list[_InnerStep] = []
-                for ep, adv in train:
+                for (ep, adv), lr in zip(train, lrs):
                     ep, adv = _slice_episodes(ep, lo, hi), adv[:, lo:hi]
                     subsample = episodes is not None and episodes < ep.mask.shape[2]
                     # the full batch's step: the adapted point, and the meta-gradient's J^T
                     full_second = not first_order and (not subsample or outer_weights is not None)
                     full = _InnerStep(P, ep, adv, act, policy.min_log_std, full_second, ws, lvc)
+                    full.lr = lr
                     if not first_order:
                         if outer_weights is not None:
                             grad_steps.append(full)
                         # the curvature's step: the same, or from a subset at the same point
-                        steps.append(full if not subsample else _InnerStep(
-                            P, _first_episodes(ep, episodes), adv[:, :, :episodes], act, policy.min_log_std, True,
-                            ws, lvc))
-                    P = P.add_scaled(-inner_lr, full.grad)
+                        if subsample:
+                            curv = _InnerStep(P, _first_episodes(ep, episodes), adv[:, :, :episodes], act,
+                                              policy.min_log_std, True, ws, lvc)
+                            curv.lr = lr
+                        steps.append(full if not subsample else curv)
+                    P = P.add_scaled(-lr, full.grad)
                     del full
                 valid_chunk = _slice_episodes(valid, lo, hi)
                 kl = _KLCurvature(P, _first_episodes(valid_chunk, episodes), act, policy.min_log_std, n, ws)
@@ -487,7 +494,7 @@ class MAMLProducts:
     def _chain(self, steps, V: _Dir) -> _Dir:
         """``V`` through the inner steps' Jacobians ``I - a H``, in the order of ``steps``."""
         for step in steps:
-            V = V.add_scaled(-self.inner_lr, step.hvp(V))
+            V = V.add_scaled(-step.lr, step.hvp(V))
         return V
 
     @staticmethod
@@ -517,7 +524,7 @@ def maml_products(
     policy: GaussianMLPPolicy,
     train: Sequence[tuple[Episodes, Tensor]],
     valid: Episodes,
-    inner_lr: float,
+    inner_lr: float | Sequence[float],
     first_order: bool,
     chunk: int | None = None,
     episodes: int | None = None,

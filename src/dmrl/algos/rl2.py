@@ -60,7 +60,7 @@ class RL2(DeclaredState):
         reward_scale: float = 1.0,
         tbptt: int | None = None,
     ) -> None:
-        if not isinstance(meta_optimizer, PPO):
+        if getattr(meta_optimizer, "KIND", None) != "minibatch":
             raise ConfigError("algo=rl2 needs meta_optimizer=ppo")
         require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
         require("algo.trials_per_task", trials_per_task >= 1, "an integer >= 1", trials_per_task)

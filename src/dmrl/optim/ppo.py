@@ -29,6 +29,8 @@ def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tens
 
 
 class PPO:
+    KIND = "minibatch"  # minibatches of whole sequences with a value loss (RL²): ``update(evaluate, ...)``
+
     def __init__(
         self,
         lr: float = 3e-4,
@@ -46,7 +48,7 @@ class PPO:
         require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
         require("meta_optimizer.epochs", epochs >= 1, "an integer >= 1", epochs)
         require("meta_optimizer.minibatches", minibatches >= 1, "an integer >= 1", minibatches)
-        require("meta_optimizer.clip", 0 < clip < 1, "a number in (0, 1)", clip)
+        require("meta_optimizer.clip", clip is not None and 0 < clip < 1, "a number in (0, 1)", clip)
         require("meta_optimizer.value_coef", value_coef >= 0, "a number >= 0", value_coef)
         require("meta_optimizer.entropy_coef", entropy_coef >= 0, "a number >= 0", entropy_coef)
         require("meta_optimizer.max_grad_norm", max_grad_norm > 0, "a number > 0", max_grad_norm)

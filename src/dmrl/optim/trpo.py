@@ -35,6 +35,9 @@ def kl_hessian_vector_product(kl: Tensor, params: Sequence[Tensor]) -> VectorPro
 
 
 class TRPO:
+    KIND = "trust_region"  # takes curvature products (fvp) and a hand-computed gradient where a learner has them
+    clip = None  # the surrogate it steps on is the plain importance-weighted one
+
     def __init__(
         self,
         max_kl: float = 1e-2,

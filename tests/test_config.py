@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from dmrl.build import build
-from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, validate
+from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, eval_source, validate
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 # launcher and hparams_search configure Hydra's plugins, not objects: test_sweep.py composes them
@@ -36,6 +36,10 @@ def test_every_option_composes_and_builds(group, option):
     if (group, option) in NEEDS_RL2:
         overrides.insert(0, "algo=rl2")
     cfg = compose_train(overrides)
+    if (group, option) == ("policy", "random"):  # dmrl-eval's, nothing to train (tests/test_random_policy.py)
+        with pytest.raises(Exception, match="nothing to train"):
+            validate(cfg, TRAIN_RULES)
+        return
     validate(cfg, TRAIN_RULES)
     parts = build(cfg)
     assert parts.policy.obs_dim == parts.env.obs_dim
@@ -67,8 +71,9 @@ def test_task_overrides_from_the_command_line():
 def test_eval_config_requires_a_checkpoint():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="eval")
-    with pytest.raises(Exception, match="checkpoint"):
-        validate(cfg, EVAL_RULES)
+    validate(cfg, EVAL_RULES)  # each key is fine alone; a checkpoint or policy=random is what is missing
+    with pytest.raises(Exception, match="checkpoint is required"):
+        eval_source(cfg)
 
 
 def test_point_nav_action_units_of_new_and_old_configs():

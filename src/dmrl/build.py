@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,32 @@ def check_memory(algo_cls: type, cfg: DictConfig, env, dev: torch.device) -> Non
                           f"has {_gib(have)} available: lower one of these sizes")
 
 
+@contextmanager
+def constructor_errors():
+    """A constructor's error (Hydra wraps it in ``InstantiationException``) as one ``ConfigError`` line."""
+    try:
+        yield
+    except InstantiationException as e:  # Hydra wraps what a constructor raised
+        if isinstance(e.__cause__, DmrlError):
+            raise e.__cause__ from None
+        # Hydra's message ends with "full_key: <group>"; the constructor's own error says what is wrong
+        # (e.g. a key that a checkpoint from another dmrl version has and this one does not).
+        last = str(e).strip().splitlines()[-1]
+        where = last.removeprefix("full_key: ") + ": " if last.startswith("full_key: ") else ""
+        raise ConfigError(f"invalid configuration: {where}{e.__cause__ or last}") from None
+    except TypeError as e:  # an unexpected key reached a constructor
+        raise ConfigError(f"invalid configuration: {e}") from None
+
+
+def build_env(cfg: DictConfig, device: str) -> tuple[object, object]:
+    """The env and task distribution of ``cfg`` alone, no learner: what ``dmrl-eval policy=random``
+    scores. Its ``_target_``s are checked first, as :func:`build`'s (only dmrl's own config groups' classes)."""
+    check_targets(cfg, "config")  # before Hydra imports anything a config names
+    dev = resolve_device(device)
+    with constructor_errors():
+        return instantiate(cfg.env, device=str(dev)), instantiate(cfg.tasks)
+
+
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
     """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
     check_targets(cfg, "config")  # before Hydra imports anything a config names
@@ -104,7 +131,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     dev = resolve_device(device or cfg.device)
     seed = int(cfg.seed)
     seed_everything(seed)
-    try:
+    with constructor_errors():
         env = instantiate(cfg.env, device=str(dev))
         tasks = instantiate(cfg.tasks)
         algo_cls = get_class(cfg.algo._target_)
@@ -125,14 +152,4 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
             task_rng=task_rng(seed, "train"),
             **extras,
         )
-    except InstantiationException as e:  # Hydra wraps what a constructor raised
-        if isinstance(e.__cause__, DmrlError):
-            raise e.__cause__ from None
-        # Hydra's message ends with "full_key: <group>"; the constructor's own error says what is wrong
-        # (e.g. a key that a checkpoint from another dmrl version has and this one does not).
-        last = str(e).strip().splitlines()[-1]
-        where = last.removeprefix("full_key: ") + ": " if last.startswith("full_key: ") else ""
-        raise ConfigError(f"invalid configuration: {where}{e.__cause__ or last}") from None
-    except TypeError as e:  # an unexpected key reached a constructor
-        raise ConfigError(f"invalid configuration: {e}") from None
     return Parts(config=cfg, device=dev, env=env, tasks=tasks, policy=policy, algo=algo)

@@ -171,7 +171,8 @@ TRAIN_RULES: dict[str, Rule] = {
 MAX_ADAPT_STEPS = 100  # MAML's papers test 1-3 steps; 100 already takes minutes on a large task set
 
 EVAL_RULES: dict[str, Rule] = {
-    "checkpoint": Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path (checkpoint=PATH)"),
+    "checkpoint": Rule(lambda v: v is None or (isinstance(v, str) and v != ""),
+                       "null or a checkpoint path (checkpoint=PATH)"),
     "policy": Rule(lambda v: v is None or (isinstance(v, dict) and v.get("_target_") in EVAL_POLICIES.values()),
                    f"null or policy={'|'.join(EVAL_POLICIES)} (scored without a checkpoint on env=ENV)"),
     "num_tasks": int_at_least(1),

@@ -17,7 +17,7 @@ import numpy as np
 from dmrl.build import Parts
 from dmrl.classic import run_classic
 from dmrl.learner import AdaptationResult, MetaTestBudget, mean_ci95
-from dmrl.tasks.distributions import task_rng
+from dmrl.tasks.distributions import TaskDistribution, Tasks, task_rng
 
 
 summarize = mean_ci95  # the name scripts and tests know
@@ -40,6 +40,13 @@ def _progress():
     return on_step
 
 
+def heldout_tasks(distribution: TaskDistribution, num_tasks: int, seed: int) -> Tasks:
+    """The held-out tasks of ``seed``: the first ``num_tasks`` of the distribution's ``test`` stream.
+    Every meta-test of one env and task distribution at one seed (any checkpoint, policy=random)
+    meets exactly these."""
+    return distribution.sample(num_tasks, task_rng(seed, "test"))
+
+
 def evaluate(parts: Parts, *, num_tasks: int, seed: int, budget: MetaTestBudget | None = None,
              recorder=None) -> dict:
     """Meta-test the learner on ``num_tasks`` held-out tasks (the learner's ``meta_test``) and
@@ -49,20 +56,29 @@ def evaluate(parts: Parts, *, num_tasks: int, seed: int, budget: MetaTestBudget 
     :class:`dmrl.video.Recorder` of ``parts.env``), when given, stands in for the sampler's env
     during the rollouts and keeps episodes for videos; the numbers are unchanged.
     """
-    budget = budget or parts.algo.final_budget()
+    return meta_test(parts.algo, parts.env, parts.tasks, num_tasks=num_tasks, seed=seed, budget=budget,
+                     recorder=recorder)
+
+
+def meta_test(learner, env, distribution: TaskDistribution, *, num_tasks: int, seed: int,
+              budget: MetaTestBudget | None = None, recorder=None) -> dict:
+    """The one meta-test protocol, for any learner of the contract (a checkpoint's, or a policy
+    without one such as :class:`dmrl.classic.UniformPolicy`): seed its sampler, draw the held-out
+    tasks, ``learner.meta_test`` them and summarize, with the env's classic baselines on the same tasks."""
+    budget = budget or learner.final_budget()
     if budget.on_step is None:
         budget.on_step = _progress()
-    parts.algo.sampler.seed(seed)
-    tasks = parts.tasks.sample(num_tasks, task_rng(seed, "test"))
-    sampler = parts.algo.sampler
-    env = sampler.env
+    learner.sampler.seed(seed)
+    tasks = heldout_tasks(distribution, num_tasks, seed)
+    sampler = learner.sampler
+    sampler_env = sampler.env
     if recorder is not None:
         sampler.env = recorder
     try:
-        result = parts.algo.meta_test(tasks, budget)
+        result = learner.meta_test(tasks, budget)
     finally:
-        sampler.env = env
-    return summarize_result(result, num_tasks, classic=lambda n: run_classic(parts.env, tasks, n, seed))
+        sampler.env = sampler_env
+    return summarize_result(result, num_tasks, classic=lambda n: run_classic(env, tasks, n, seed))
 
 
 def summarize_result(result: AdaptationResult, num_tasks: int, classic=None) -> dict:
@@ -124,10 +140,22 @@ BASELINE_NAMES = {"random": "random", "greedy": "greedy", "epsilon_greedy": "ε-
                   "per_state_bandit": "per-state bandit"}
 
 
+def _row_name(result: dict) -> str:
+    """The evaluated policy's row in tables and eval.csv: ``learner`` (a checkpoint's), or the
+    ``policy=NAME`` scored without one (next to the classic baselines' rows, e.g. ``random``)."""
+    return f"policy={result['policy']}" if result.get("policy") else "learner"
+
+
+def _learner_name(result: dict, learner: str) -> str:
+    """What a plot calls the evaluated policy: the checkpoint's ``learner`` or ``policy=NAME``."""
+    return f"{result['policy']} policy (no checkpoint)" if result.get("policy") else learner
+
+
 def _heading(result: dict, learner: str, env: str | None) -> str:
     """``point_nav · MAML``: the env from the caller, ``result["env"]`` or the checkpoint's run dir."""
     from dmrl.report import plot_heading, run_labels
 
+    learner = _learner_name(result, learner)
     env = env or result.get("env")
     if env is None and result.get("checkpoint"):
         ckpt = Path(result["checkpoint"])
@@ -145,13 +173,17 @@ def plot_adaptation(result: dict, path: Path, env: str | None = None):
     steps = np.asarray(result["adapt_steps"])
     mean, ci = np.asarray(result["return_mean"]), np.asarray(result["return_ci95"])
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120, layout="constrained")
-    ax.plot(steps, mean, marker="o", label="mean over tasks")
-    ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25, label="95% interval")
+    if len(steps) == 1:  # one point (no adaptation, e.g. policy=random): a band would have no width
+        ax.errorbar(steps, mean, yerr=ci, fmt="o", capsize=4, label="mean over tasks, 95% interval")
+    else:
+        ax.plot(steps, mean, marker="o", label="mean over tasks")
+        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25, label="95% interval")
     ax.set_xlabel("inner gradient steps")
     ax.set_ylabel("mean episode return")
     ax.set_xticks(steps)
-    ax.set_title(f"{_heading(result, 'MAML', env)}: adaptation on {result['num_tasks']} held-out tasks\n"
-                 f"band: 95% normal interval of the mean over tasks", fontsize=10)
+    what = "adaptation" if len(steps) > 1 else "return"
+    ax.set_title(f"{_heading(result, 'MAML', env)}: {what} on {result['num_tasks']} held-out tasks\n"
+                 f"{'band' if len(steps) > 1 else 'bar'}: 95% normal interval of the mean over tasks", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.savefig(path, bbox_inches="tight")
@@ -164,9 +196,9 @@ def _write_trial_csv(result: dict, path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["policy", "episode", "return_mean", "return_ci95", "num_tasks"])
         for e, m, c in zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"]):
-            w.writerow(["learner", e, f"{m:.6g}", f"{c:.6g}", result["num_tasks"]])
-        w.writerow(["learner", "trial", f"{result['trial_return_mean']:.6g}", f"{result['trial_return_ci95']:.6g}",
-                    result["num_tasks"]])
+            w.writerow([_row_name(result), e, f"{m:.6g}", f"{c:.6g}", result["num_tasks"]])
+        w.writerow([_row_name(result), "trial", f"{result['trial_return_mean']:.6g}",
+                    f"{result['trial_return_ci95']:.6g}", result["num_tasks"]])
         for name, b in result["baselines"].items():
             w.writerow([name, "trial", f"{b['trial_return_mean']:.6g}", f"{b['trial_return_ci95']:.6g}",
                         result["num_tasks"]])
@@ -185,7 +217,8 @@ def plot_trials(result: dict, path: Path, env: str | None = None):
     baselines = result["baselines"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120, layout="constrained",
                                  gridspec_kw={"width_ratios": [3, 2]})
-    ax.plot(episodes, mean, marker="o", color="black", lw=2, label="RL² (learner), 95% interval")
+    learner = _learner_name(result, "RL² (learner)")
+    ax.plot(episodes, mean, marker="o", color="black", lw=2, label=f"{learner}, 95% interval")
     ax.fill_between(episodes, mean - ci, mean + ci, color="black", alpha=0.15)
     for k, (name, b) in enumerate(baselines.items()):
         ax.plot(episodes, b["episode_return_mean"], lw=1.2, alpha=0.9, color=f"C{k}", marker=".",
@@ -195,7 +228,7 @@ def plot_trials(result: dict, path: Path, env: str | None = None):
     ax.set_xticks(episodes)
     ax.set_title("return per episode (baselines: mean only)", fontsize=10)
     ax.grid(alpha=0.3)
-    rows = [("RL² (learner)", result["trial_return_mean"], result["trial_return_ci95"], "black")]
+    rows = [(learner, result["trial_return_mean"], result["trial_return_ci95"], "black")]
     rows += [(BASELINE_NAMES.get(n, n.replace("_", " ")), b["trial_return_mean"], b["trial_return_ci95"], f"C{k}")
              for k, (n, b) in enumerate(baselines.items())]
     y = np.arange(len(rows))[::-1]
@@ -207,7 +240,8 @@ def plot_trials(result: dict, path: Path, env: str | None = None):
     bx.grid(alpha=0.3, axis="x")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle(f"{_heading(result, 'RL²', env)}: within-trial adaptation on {result['num_tasks']} held-out tasks, "
+    what = "trial" if result.get("policy") else "within-trial adaptation"
+    fig.suptitle(f"{_heading(result, 'RL²', env)}: {what} on {result['num_tasks']} held-out tasks, "
                  f"classic baselines on the same tasks\nintervals: 95% normal interval of the mean over tasks",
                  fontsize=10)
     fig.savefig(path, bbox_inches="tight")
@@ -236,7 +270,7 @@ def _format_trial_table(result: dict) -> str:
     lines = [f"{'episode':>7}  {'return':>10}  {'ci95':>8}"]
     for e, m, c in zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"]):
         lines.append(f"{e:>7}  {m:>10.3f}  {c:>8.3f}")
-    rows = [("learner", result["trial_return_mean"], result["trial_return_ci95"])]
+    rows = [(_row_name(result), result["trial_return_mean"], result["trial_return_ci95"])]
     rows += [(n, b["trial_return_mean"], b["trial_return_ci95"]) for n, b in result["baselines"].items()]
     lines += ["", f"{'policy':<16}  {'trial return':>12}  {'ci95':>8}"]
     lines += [f"{n:<16}  {m:>12.3f}  {c:>8.3f}" for n, m, c in rows]

@@ -3,6 +3,8 @@
 ``classic_baselines(env, n)`` gives ``{name: run}`` for a :class:`~dmrl.envs.Bandit` or a
 :class:`~dmrl.envs.TabularMDP` (nothing for other envs), each ``run(env, tasks, n, seed)``
 returning per-episode returns ``[N, n]`` of one trial per task; ``run_classic`` runs them all.
+:class:`UniformPolicy` is the one reference for every env, discrete or continuous
+(``dmrl-eval env=ENV policy=random``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from dmrl.classic.bandit import bandit_baselines
 from dmrl.classic.tabular import tabular_baselines
+from dmrl.classic.uniform import UniformPolicy
 from dmrl.envs.bandit import Bandit
 from dmrl.envs.base import BatchedEnv
 from dmrl.envs.tabular_mdp import TabularMDP
@@ -34,4 +37,4 @@ def run_classic(env: BatchedEnv, tasks: Tasks, n: int, seed: int) -> dict[str, n
     return {name: run(env, tasks, n, seed) for name, run in classic_baselines(env, n).items()}
 
 
-__all__ = ["classic_baselines", "run_classic"]
+__all__ = ["UniformPolicy", "classic_baselines", "run_classic"]

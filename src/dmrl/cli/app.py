@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.allocator import keep_freed_memory
-from dmrl.config import CONF_DIR, Rule, searchpath_overrides, validate
+from dmrl.config import CONF_DIR, Rule, group_options, searchpath_overrides, validate
 from dmrl.errors import DmrlError, Interrupted, Terminated
 
 PASS_THROUGH_FLAGS = {"--hydra-help", "--info", "--shell-completion", "-sc"}
@@ -110,8 +110,14 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def help_text(prog: str, config_name: str, summary: str, example: str) -> str:
-    """``--help``: what the command does, its keys with their meaning (the YAML's own comments), an example."""
+# Config groups of which a command takes only some options (the others are another command's):
+# group -> (whether it takes an option, why it does not take the others).
+Choices = dict[str, tuple[Callable[[str], bool], str]]
+
+
+def help_text(prog: str, config_name: str, summary: str, example: str, choices: Choices | None = None) -> str:
+    """``--help``: what the command does, its keys with their meaning (the YAML's own comments), an example.
+    ``choices``: groups of which the command takes only some options (only those are listed)."""
     lines = [f"usage: {prog} [KEY=VALUE ...]", "", summary, ""]
     groups, keys, parent = [], [], None
     for line in (CONF_DIR / f"{config_name}.yaml").read_text().splitlines():
@@ -124,6 +130,8 @@ def help_text(prog: str, config_name: str, summary: str, example: str) -> str:
             folder = CONF_DIR / group
             if folder.is_dir() and group != "_self_":
                 options = sorted(p.stem for p in folder.glob("*.yaml"))
+                if choices and group in choices:
+                    options = [o for o in options if choices[group][0](o)]
                 groups.append(f"  {group}={'|'.join(options)}  (default {default}): {comment.strip()}")
         elif line and not line[0].isspace() and ":" in body and not body.startswith(("defaults", "hydra")):
             key, _, value = body.partition(":")
@@ -168,8 +176,19 @@ def _check_output_dir(prog: str, cfg: DictConfig, multirun: bool) -> None:
         fail(prog, f"{key}: cannot write {target}: {probe} is read-only; choose another {key}")
 
 
+def _check_choices(prog: str, variant: list[str], choices: Choices) -> None:
+    """``group=option`` of a group of which ``prog`` takes only some options: one line otherwise
+    (before composition, whose own message would list the other command's options as allowed)."""
+    for o in variant:
+        key, eq, value = o.lstrip("+~").partition("=")
+        if eq and key in choices and value != "null" and not choices[key][0](value):
+            takes, why = choices[key]
+            allowed = "|".join(option for option in group_options(key) if takes(option))
+            fail(prog, f"{key}={value}: {prog} takes {key}={allowed}; {why}")
+
+
 def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule],
-             check: Callable[[DictConfig, bool], None] | None = None) -> None:
+             check: Callable[[DictConfig, bool], None] | None = None, choices: Choices | None = None) -> None:
     if "--experimental-rerun" in args:  # Hydra unpickles .hydra/config.pickle: a run dir's file would run code
         fail(prog, "--experimental-rerun loads a pickled config, which can run code; dmrl does not allow it: "
                    "continue a run with resume=RUN_DIR/checkpoints/last.pt")
@@ -197,6 +216,7 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
     hydra_keys = [o for o in overrides if o.lstrip("+~").startswith("hydra.") and "," not in o]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=prog):
         for variant in variants:
+            _check_choices(prog, variant, choices or {})
             try:
                 cfg = compose(config_name=config_name, overrides=variant)
             except (HydraException, OmegaConfBaseException, ValueError) as e:
@@ -267,11 +287,13 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[DictConfig], object],
-        help: str = "", check: Callable[[DictConfig, bool], None] | None = None) -> None:
+        help: str = "", check: Callable[[DictConfig, bool], None] | None = None,
+        choices: Choices | None = None) -> None:
     """Check the command line, then hand it to Hydra with ``body`` as the job.
 
     ``help``: what ``--help`` prints; ``check(cfg, multirun)``: the command's own checks of a
-    composed config (with Hydra's node), run with the others before Hydra creates anything.
+    composed config (with Hydra's node), run with the others before Hydra creates anything;
+    ``choices``: groups of which the command takes only some options.
     """
     import hydra
 
@@ -284,7 +306,7 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
     if HELP_FLAGS & set(args):
         print(help)
         sys.exit(0)
-    precheck(prog, config_name, args, rules, check)
+    precheck(prog, config_name, args, rules, check, choices)
     keep_freed_memory()  # no per-iteration page-fault churn (dmrl.allocator)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a launcher (submitit) handles it
         signal.signal(signal.SIGTERM, _on_sigterm)

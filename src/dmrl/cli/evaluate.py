@@ -1,4 +1,5 @@
-"""dmrl-eval: adapt a checkpoint to held-out tasks (``dmrl-eval checkpoint=PATH``)."""
+"""dmrl-eval: adapt a checkpoint to held-out tasks (``dmrl-eval checkpoint=PATH``), or score a
+policy without one on an env's held-out tasks (``dmrl-eval env=ENV policy=random``)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,70 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import help_text, run
-from dmrl.config import EVAL_RULES, validate
-from dmrl.stored import stored_config
+from dmrl.config import EVAL_POLICIES, EVAL_RULES, eval_source, validate
+from dmrl.stored import check_targets, stored_config
+
+
+def check_source(cfg: DictConfig, multirun: bool = False) -> None:
+    """Before any work: a checkpoint or a policy (not both, not neither), and a composed env that
+    names only the classes dmrl's own config groups put there (``env._target_=...`` on the command
+    line is refused as in a checkpoint's config)."""
+    if eval_source(cfg) != "checkpoint":
+        check_targets(OmegaConf.masked_copy(cfg, [k for k in ("env", "tasks", "policy") if k in cfg]), "command line")
 
 
 def eval_job(cfg: DictConfig) -> dict:
+    validate(cfg, EVAL_RULES)
+    check_source(cfg)
+    return checkpoint_job(cfg) if eval_source(cfg) == "checkpoint" else policy_job(cfg)
+
+
+def score_policy(cfg: DictConfig) -> dict:
+    """The summary of ``policy=NAME`` on env's held-out tasks (eval.json's numbers): the env and its
+    task distribution from dmrl's config groups, the tasks a checkpoint of that env meets at this seed."""
+    from hydra.utils import instantiate
+
+    from dmrl.build import build_env, constructor_errors
+    from dmrl.evaluation import meta_test
+    from dmrl.learner import MetaTestBudget
+
+    name = eval_source(cfg)
+    env, distribution = build_env(cfg, cfg.device)  # checks every _target_ of cfg first
+    with constructor_errors():
+        policy = instantiate(cfg.policy)(env)
+    budget = MetaTestBudget(episodes=cfg.episodes)
+    result = meta_test(policy, env, distribution, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget)
+    return {"policy": name, **result}
+
+
+def policy_job(cfg: DictConfig) -> dict:
+    """``policy=random``: :func:`score_policy`, then the usual eval files."""
+    from dmrl.evaluation import format_table, write_report
+
+    env_name = HydraConfig.get().runtime.choices.get("env")
+    result = score_policy(cfg)
+    result = {"policy": result.pop("policy"), "env": env_name, **result}
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    paths = write_report(result, out_dir)
+    print(f"{result['num_tasks']} held-out tasks of env={env_name} (seed {int(cfg.seed)}), policy={result['policy']}, "
+          f"{result['episodes_per_task']} episodes per task")
+    print(format_table(result))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if cfg.video:
+        print(f"dmrl-eval: note: video=true films gradient-based learners only; policy={result['policy']} "
+              "writes its numbers")
+    return result
+
+
+def checkpoint_job(cfg: DictConfig) -> dict:
     from dmrl.build import build
     from dmrl.checkpoint import load_checkpoint, restore_state
     from dmrl.evaluation import evaluate, format_table, write_report
     from dmrl.learner import MetaTestBudget
 
-    validate(cfg, EVAL_RULES)
     ckpt = Path(cfg.checkpoint).expanduser().resolve()
     state = load_checkpoint(ckpt)
     config = stored_config(state["config"], f"checkpoint {ckpt}")  # checked before anything is built
@@ -55,13 +106,24 @@ def eval_job(cfg: DictConfig) -> dict:
 
 HELP = """Meta-test a checkpoint: rebuild its learner, env and task family from the config stored in
 the checkpoint (checked first: a checkpoint never runs code), adapt to held-out tasks, and write
-eval.json, eval.csv and adaptation.png into the eval dir."""
+eval.json, eval.csv and adaptation.png into the eval dir.
+
+Without a checkpoint, policy=random scores a uniformly random policy (uniform over the env's action
+range or its discrete actions) on the held-out tasks a checkpoint of env=ENV meets at the same seed,
+with the same files; on bandit and tabular_mdp, next to the classic baselines. For example:
+  dmrl-eval env=point_nav policy=random num_tasks=100 seed=0"""
+
+
+# conf/policy's other options are networks dmrl-train learns: dmrl-eval scores them from a checkpoint
+CHOICES = {"policy": (lambda option: option in EVAL_POLICIES,
+                      "a trained policy is scored from its checkpoint (checkpoint=PATH)")}
 
 
 def main() -> None:
-    run("dmrl-eval", "eval", EVAL_RULES, eval_job,
+    run("dmrl-eval", "eval", EVAL_RULES, eval_job, check=check_source, choices=CHOICES,
         help=help_text("dmrl-eval", "eval", HELP,
-                       "dmrl-eval checkpoint=outputs/train/DATE/TIME/checkpoints/last.pt num_tasks=100 adapt_steps=3"))
+                       "dmrl-eval checkpoint=outputs/train/DATE/TIME/checkpoints/last.pt num_tasks=100 adapt_steps=3",
+                       CHOICES))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import discard_if_empty, help_text, run
-from dmrl.config import TRAIN_RULES, validate
+from dmrl.config import EVAL_POLICIES, TRAIN_RULES, validate
 from dmrl.errors import CheckpointError, ConfigError, DmrlError, Interrupted, StorageError, Terminated
 from dmrl.summary import SUMMARY_FILE, provenance
 from dmrl.stored import stored_config
@@ -376,12 +376,18 @@ def _tunable_on_resume(args: list[str]) -> list[str]:
     return [f"++{a}" if a.split("=", 1)[0] in TUNABLE_KEYS else a for a in args]
 
 
+# conf/policy's random option is dmrl-eval's: nothing to train
+CHOICES = {"policy": (lambda option: option not in EVAL_POLICIES,
+                      f"policy={'|'.join(EVAL_POLICIES)} has nothing to train: "
+                      "dmrl-eval env=ENV policy=random scores it")}
+
+
 def main() -> None:
     sys.argv[1:] = _tunable_on_resume(sys.argv[1:])
-    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_fresh_run_dir,
+    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_fresh_run_dir, choices=CHOICES,
         help=help_text("dmrl-train", "train", HELP,
                        "dmrl-train env=cheetah_vel algo=maml iterations=200 seed=1   "
-                       "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)"))
+                       "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)", CHOICES))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,12 @@ class BatchedEnv(ABC):
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous envs: the box ``(low, high)`` (``[act_dim]`` each) of the actions the env tells
+        apart; it clips every action to this box, so a uniform policy over it is uniform over what
+        the env does (``dmrl-eval policy=random``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no action range (BatchedEnv.action_bounds)")
+
     @abstractmethod
     def reset(self, tasks: Tasks, episodes: int) -> Tensor: ...
 

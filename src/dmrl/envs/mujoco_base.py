@@ -151,6 +151,10 @@ class MujocoEnv(BatchedEnv):
             self._fields = {name: self._batch.bind(name) for name in ("qpos", "qvel", "ctrl", *self.outputs)}
         return self._batch
 
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The actuators' ``ctrlrange`` (``step`` clips actions to it)."""
+        return self.ctrl_low.copy(), self.ctrl_high.copy()
+
     def count_tasks(self, tasks: Tasks) -> int:
         missing = [k for k in self.task_keys if k not in tasks]
         if missing:

@@ -49,6 +49,12 @@ class PointNav(BatchedEnv):
         self.goal: Tensor | None = None  # [N, 1, 2]
         self.done: Tensor | None = None  # [N, B]
 
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """[-1, 1] per axis with normalized actions, [-max_action, max_action] without: the actions
+        whose velocity ``step`` does not clip."""
+        bound = self.max_action / self.action_scale
+        return np.full(self.act_dim, -bound), np.full(self.act_dim, bound)
+
     def reset(self, tasks: Tasks, episodes: int) -> Tensor:
         if "goal" not in tasks:
             raise ConfigError(f"point_nav needs tasks with key 'goal', got {sorted(tasks)}: use its task distribution "

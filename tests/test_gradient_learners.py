@@ -176,7 +176,7 @@ def test_maml_ppo_outer_loss_is_ppos_clipped_surrogate_on_post_adaptation_episod
     expected = -masked_mean(clipped_surrogate(new_logp, old_logp, algo.advantages(valid), 0.1), valid.mask,
                             (0, 2)).mean()
     assert seen["objective"](False)[0].item() == pytest.approx(expected.item(), rel=1e-10)
-    assert seen["fvp"] is None and seen["gradient"] is None  # Adam takes no curvature products
+    assert seen["fvp"] is None  # Adam takes no curvature products
 
 
 def test_maml_vpg_one_adam_step_moves_along_the_exact_meta_gradient(float64):
@@ -329,3 +329,28 @@ def test_every_new_learner_evaluates_through_the_contract():
         out = evaluate(parts, num_tasks=3, seed=0)
         assert len(out["return_mean"]) == 2 and all(np.isfinite(out["return_mean"]))
         json.dumps(out)  # eval.json / summary.json can hold it
+
+
+@pytest.mark.parametrize("overrides", [
+    ["meta_optimizer=adam"],
+    ["meta_optimizer=adam_clip", "meta_optimizer.clip=0.05"],
+    ["algo=promp", "algo.kl_coef=0.5", "meta_optimizer.clip=0.05"],
+    ["algo=promp", "algo.kl_coef=0.5", "algo.inner_steps=2", "algo.inner_lr=[0.2,0.1]"],
+    ["algo=promp", "algo.first_order=true", "algo.kl_coef=0.5"],
+], ids=["vpg", "ppo_clip", "promp", "promp_2_steps", "promp_first_order"])
+def test_adam_rules_hand_gradient_equals_autograd_away_from_the_sampling_point(float64, overrides):
+    algo = parts_for(*overrides).algo
+    seen = capture(algo)
+    with torch.no_grad():  # off the sampling point: ratios != 1, some clipped, a non-zero KL penalty
+        for p in algo.policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5), dtype=p.dtype))
+    loss, hand = seen["gradient"]()
+    auto_loss, _ = seen["objective"](True)
+    auto = flat_grad(auto_loss, seen["params"])
+    assert loss.item() == pytest.approx(auto_loss.item(), rel=1e-10)
+    torch.testing.assert_close(hand, auto, rtol=1e-7, atol=1e-12)
+
+
+def test_meta_sgd_takes_autograds_gradient():
+    seen = capture(parts_for("algo=meta_sgd", "meta_optimizer=adam").algo)
+    assert seen["gradient"] is None

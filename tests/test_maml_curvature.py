@@ -38,7 +38,10 @@ def _one_thread():
 
 
 class _Capture:
-    """Stands in for the meta-optimizer: keeps what ``meta_step`` hands it, changes nothing."""
+    """Stands in for the meta-optimizer (a trust-region one, as TRPO): keeps what ``meta_step`` hands
+    it, changes nothing."""
+
+    KIND, clip = "trust_region", None
 
     def __init__(self, fvp_subsample: float = 1.0) -> None:
         self.fvp_subsample = fvp_subsample

@@ -225,6 +225,34 @@ class MAML(DeclaredState):
             if products is not None:
                 loss = -masked_mean(weights, valid.mask, (0, 2)).mean()
                 fvp, gradient = products.fvp, lambda: (loss, products.meta_gradient())
+        elif self.hand_gradient_ok():
+            def gradient() -> tuple[Tensor, Tensor]:
+                """The outer loss and its exact gradient at the current meta-parameters, by hand
+                (an Adam step re-evaluates it after each update, away from the sampling point)."""
+                with torch.no_grad():
+                    fast = self._detached(self.per_task())
+                    for k, (ep, adv) in enumerate(train):
+                        fast = self._detached(self.adapt(fast, ep, adv, create_graph=False, lr=self.step_size(k)))
+                    _, _, logp = self.log_probs(fast, valid)
+                    ratio = torch.exp(logp - old_logp)
+                    weights = ratio * valid_adv  # d surrogate / d log pi at each step
+                    if clip is None:
+                        surrogate = weights
+                    else:  # where the clipped term is the smaller one, its gradient is 0
+                        surrogate = clipped_surrogate(logp, old_logp, valid_adv, clip)
+                        weights = torch.where(weights <= ratio.clamp(1.0 - clip, 1.0 + clip) * valid_adv, weights,
+                                              torch.zeros_like(weights))
+                    loss = -masked_mean(surrogate, valid.mask, (0, 2)).mean()
+                products = maml_products(self.policy, train, valid, self.inner_lrs, self.first_order, lvc=self.lvc,
+                                         outer_weights=weights, with_fvp=False)
+                grad = products.meta_gradient()
+                before = self._adapted_before(train, create_graph=not self.first_order)
+                penalty = self.outer_penalty(train, sampled_with, before)
+                if penalty is not None:
+                    params = self.meta_parameters()
+                    grad = grad + torch.cat([g.reshape(-1) for g in torch.autograd.grad(penalty, params)]).to(grad.dtype)
+                    loss = loss + penalty.detach()
+                return loss, grad
         opt_stats = self.meta_optimizer.step(self.meta_parameters(), objective, fvp, gradient)
         metrics.update(self.after_outer_step(train))
         post = valid.task_returns.mean().item()
@@ -235,6 +263,20 @@ class MAML(DeclaredState):
         metrics.update({f"meta_optim/{k}": float(v) for k, v in opt_stats.items()})
         metrics["policy/std"] = self.policy.log_std.exp().mean().item()
         return metrics
+
+    def hand_gradient_ok(self) -> bool:
+        """Whether the exact meta-gradient can come from the hand-written products (a supported
+        policy, fixed step sizes) instead of autograd through the inner steps."""
+        return maml_products(self.policy, [], None, [], self.first_order, with_fvp=False, check_only=True) is not None
+
+    def _adapted_before(self, train: list[tuple[Episodes, Tensor]], create_graph: bool) -> list[Params]:
+        """The current meta-parameters adapted 0 .. steps - 1 times (with the graph to them)."""
+        fast, before = self.per_task(), []
+        for k, (ep, adv) in enumerate(train):
+            before.append(fast)
+            if k + 1 < len(train):
+                fast = self.adapt(fast, ep, adv, create_graph=create_graph, lr=self.step_size(k, differentiable=True))
+        return before
 
     def outer_penalty(self, train: list[tuple[Episodes, Tensor]], sampled_with: list[Params],
                       before: list[Params]) -> Tensor | None:

@@ -449,6 +449,7 @@ class MAMLProducts:
         episodes: int | None,
         lvc: bool,
         outer_weights: Tensor | None,
+        with_fvp: bool = True,
     ) -> None:
         self.layout = layout
         # the size of each inner step; each _InnerStep carries its own (``lr``) for the chain rule
@@ -475,6 +476,9 @@ class MAMLProducts:
                     if not first_order:
                         if outer_weights is not None:
                             grad_steps.append(full)
+                        if not with_fvp:  # the meta-gradient alone: no curvature steps
+                            P = P.add_scaled(-lr, full.grad)
+                            continue
                         # the curvature's step: the same, or from a subset at the same point
                         if subsample:
                             curv = _InnerStep(P, _first_episodes(ep, episodes), adv[:, :, :episodes], act,
@@ -484,7 +488,8 @@ class MAMLProducts:
                     P = P.add_scaled(-lr, full.grad)
                     del full
                 valid_chunk = _slice_episodes(valid, lo, hi)
-                kl = _KLCurvature(P, _first_episodes(valid_chunk, episodes), act, policy.min_log_std, n, ws)
+                kl = _KLCurvature(P, _first_episodes(valid_chunk, episodes), act, policy.min_log_std, n, ws) \
+                    if with_fvp else None
                 outer = None
                 if outer_weights is not None:
                     outer = _InnerStep(P, valid_chunk, outer_weights[:, lo:hi] / n, act, policy.min_log_std, False, ws,
@@ -530,6 +535,8 @@ def maml_products(
     episodes: int | None = None,
     lvc: bool = False,
     outer_weights: Tensor | None = None,
+    with_fvp: bool = True,
+    check_only: bool = False,
 ) -> MAMLProducts | None:
     """:class:`MAMLProducts` at the current meta-parameters, or ``None`` if the policy is not
     supported (another policy class or activation).
@@ -542,7 +549,8 @@ def maml_products(
     batch); the adapted points and the meta-gradient still come from every episode. ``lvc``: the
     inner losses are ProMP's low-variance-curvature objective (same gradient, Hessian plus the
     advantage-weighted outer products of the scores). ``outer_weights`` ``[T, N, B]``
-    (``ratio * A`` of the post-adaptation surrogate) enables :meth:`MAMLProducts.meta_gradient`.
+    (``ratio * A`` of the post-adaptation surrogate) enables :meth:`MAMLProducts.meta_gradient`;
+    ``with_fvp=False`` builds only what the meta-gradient needs (an outer rule without curvature).
     """
     if not isinstance(policy, GaussianMLPPolicy):
         return None
@@ -550,5 +558,8 @@ def maml_products(
     layout = _Layout(policy)
     if act is None or not layout.ok:
         return None
-    return MAMLProducts(policy, act, layout, train, valid, inner_lr, first_order, chunk, episodes, lvc, outer_weights)
+    if check_only:  # the policy is supported; build nothing
+        return True
+    return MAMLProducts(policy, act, layout, train, valid, inner_lr, first_order, chunk, episodes, lvc, outer_weights,
+                        with_fvp)
 

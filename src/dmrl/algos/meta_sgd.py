@@ -32,9 +32,9 @@ class MetaSGD(MAML):
         super().__init__(*args, **kwargs)
         require("algo.inner_lr", len(set(self.inner_lrs)) == 1, "one number (Meta-SGD learns one step size per "
                 "parameter, shared by the inner steps, and starts it there)", kwargs.get("inner_lr"))
-        require("meta_optimizer.fvp_subsample", self.meta_optimizer.fvp_subsample == 1,
-                "1.0 for algo=meta_sgd (its curvature is computed by autograd over every episode)",
-                self.meta_optimizer.fvp_subsample)
+        fraction = getattr(self.meta_optimizer, "fvp_subsample", 1.0)  # (TRPO's; Adam takes no curvature)
+        require("meta_optimizer.fvp_subsample", fraction == 1,
+                "1.0 for algo=meta_sgd (its curvature is computed by autograd over every episode)", fraction)
         # parameter names hold dots, which a ParameterDict key may not: one list in params() order
         self.alpha = nn.ParameterList(nn.Parameter(torch.full_like(p.detach(), self.inner_lr))
                                       for p in self.policy.parameters())
@@ -50,6 +50,9 @@ class MetaSGD(MAML):
 
     def curvature(self, train, valid, outer_weights=None) -> None:
         return None  # autograd through the learned step sizes (module docstring)
+
+    def hand_gradient_ok(self) -> bool:
+        return False  # the products assume fixed step sizes
 
     def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list[Params]:
         alpha = self.step_size(0)

@@ -32,7 +32,6 @@ class AdamOuter:
         self.clip = None if clip is None else float(clip)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.adam_eps = float(adam_eps)
-        self.fvp_subsample = 1.0  # no curvature products: nothing to subsample
         self.optimizer: torch.optim.Adam | None = None
         self._pending: dict | None = None  # a checkpoint's Adam state, loaded when the parameters are known
 
@@ -48,16 +47,23 @@ class AdamOuter:
 
     def step(self, params: Sequence[Tensor], objective: Objective, fvp: VectorProduct | None = None,
              gradient: Gradient | None = None) -> dict[str, float]:
-        """``steps`` Adam steps on ``objective``'s loss; ``fvp`` and ``gradient`` are TRPO's and unused."""
+        """``steps`` Adam steps on ``objective``'s loss; ``gradient``, where the learner has one,
+        gives ``(loss, flat gradient)`` at the current parameters without autograd (``fvp``: unused)."""
         params = list(params)
         adam = self._adam(params)
         loss_before = grad_norm = None
         for _ in range(self.steps):
-            loss, _ = objective(True)
+            adam.zero_grad(set_to_none=True)
+            if gradient is not None:
+                loss, flat = gradient()
+                for p, g in zip(params, torch.split(flat, [p.numel() for p in params])):
+                    p.grad = g.reshape(p.shape).to(p.dtype).clone()
+            else:
+                loss, _ = objective(True)
+                if torch.isfinite(loss):
+                    loss.backward()
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"surrogate loss is {loss.item()}")
-            adam.zero_grad(set_to_none=True)
-            loss.backward()
             if not all(torch.isfinite(p.grad).all() for p in params if p.grad is not None):
                 raise NonFiniteError("meta-gradient is not finite")
             if self.max_grad_norm is not None:

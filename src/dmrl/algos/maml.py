@@ -186,7 +186,8 @@ class MAML(DeclaredState):
             ep = self.sampler.sample(tasks, params)
             adv = self.advantages(ep)
             train.append((ep, adv))
-            sampled_with.append(params)
+            # a copy: at k = 0 ``params`` shares storage with the meta-parameters the outer step updates
+            sampled_with.append({name: v.detach().clone() for name, v in params.items()})
             metrics[f"meta_train/return_step{k}"] = ep.task_returns.mean().item()
             params = self._detached(self.adapt(params, ep, adv, create_graph=False, lr=self.step_size(k)))
         valid = self.sampler.sample(tasks, params)

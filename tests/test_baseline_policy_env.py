@@ -53,12 +53,12 @@ def test_point_nav_dynamics_by_hand():
     env = PointNav(horizon=100, normalize_actions=False)
     obs = env.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=2)
     assert obs.shape == (1, 2, 2) and (obs == 0).all()
-    obs, reward, done = env.step(torch.tensor([[[0.5, -0.05], [0.02, 0.0]]]))
+    obs, reward, done, _, _ = env.step(torch.tensor([[[0.5, -0.05], [0.02, 0.0]]]))
     assert torch.allclose(obs[0, 0], torch.tensor([0.1, -0.05]))  # first axis clipped to 0.1
     assert torch.allclose(reward[0, 0], -torch.tensor([0.2, 0.15]).norm())
     assert not done.any()
     env.reset({"goal": np.array([[0.05, 0.0]], dtype=np.float32)}, episodes=1)
-    _, reward, done = env.step(torch.tensor([[[0.055, 0.0]]]))
+    _, reward, done, _, _ = env.step(torch.tensor([[[0.055, 0.0]]]))
     assert done.all() and reward.item() == pytest.approx(-0.005, abs=1e-6)
     with pytest.raises(ValueError, match="actions must have shape"):
         env.step(torch.zeros(1, 1, 3))
@@ -68,7 +68,7 @@ def test_point_nav_normalized_actions_scale_to_the_velocity_bound():
     """MAML's original code (rllab's ``normalize``): actions in [-1, 1] are velocities in [-0.1, 0.1]."""
     env = PointNav(horizon=100, normalize_actions=True)  # the config's default (the class keeps the old raw one)
     env.reset({"goal": np.array([[0.3, -0.2]], dtype=np.float32)}, episodes=3)
-    obs, reward, _ = env.step(torch.tensor([[[0.5, -0.25], [3.0, -7.0], [-1.0, 1.0]]]))
+    obs, reward, *_ = env.step(torch.tensor([[[0.5, -0.25], [3.0, -7.0], [-1.0, 1.0]]]))
     assert torch.allclose(obs[0], torch.tensor([[0.05, -0.025], [0.1, -0.1], [-0.1, 0.1]]))
     assert torch.allclose(reward[0, 0], -torch.tensor([0.25, 0.175]).norm())
     raw = PointNav(horizon=100)
@@ -107,7 +107,7 @@ def test_task_streams_are_seeded_and_disjoint():
 def test_point_nav_squared_distance_reward_option():
     env = PointNav(reward="squared_distance")
     env.reset({"goal": np.array([[0.3, 0.4]], dtype=np.float32)}, episodes=1)
-    _, reward, _ = env.step(torch.zeros(1, 1, 2))
+    _, reward, *_ = env.step(torch.zeros(1, 1, 2))
     assert reward.item() == pytest.approx(-0.25, abs=1e-6)
     with pytest.raises(ConfigError, match="env.reward"):
         PointNav(reward="manhattan")

@@ -19,7 +19,7 @@ def test_bandit_pays_the_pulled_arm_of_deterministic_arms():
     obs = env.reset({"p": np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)}, episodes=3)
     assert obs.shape == (2, 3, 1) and (obs == 1).all()
     actions = torch.tensor([[0, 1, 1], [0, 0, 1]])
-    obs, reward, done = env.step(actions)
+    obs, reward, done, _, _ = env.step(actions)
     assert obs.shape == (2, 3, 1) and reward.dtype == torch.get_default_dtype() and done.dtype == torch.bool
     assert reward.tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 0.0]]
     assert done.all()
@@ -33,7 +33,7 @@ def test_bandit_reward_frequencies_match_p():
     B = 30000
     env.reset({"p": p}, B)
     actions = torch.arange(B).remainder(3).unsqueeze(0)  # each arm B/3 times
-    _, reward, _ = env.step(actions)
+    _, reward, *_ = env.step(actions)
     for arm in range(3):
         r = reward[0, arm::3]
         se = np.sqrt(p[0, arm] * (1 - p[0, arm]) / r.numel())
@@ -58,7 +58,7 @@ def test_tabular_mdp_follows_deterministic_transitions_by_hand():
     want_rewards = [[1, 2], [4, 6], [5, 1], [2, 3]]
     want_states = [[1, 2], [2, 0], [0, 1], [2, 2]]
     for actions, rewards, states in zip(plan, want_rewards, want_states):
-        obs, reward, done = env.step(torch.tensor([actions]))
+        obs, reward, done, _, _ = env.step(torch.tensor([actions]))
         assert reward[0].tolist() == rewards
         assert obs[0].argmax(-1).tolist() == states and obs.sum(-1).eq(1).all()
         assert not done.any()
@@ -71,7 +71,7 @@ def test_tabular_mdp_transition_and_reward_statistics_match_the_task():
     env.seed(2)
     B = 40000
     env.reset(tasks, B)
-    obs, reward, _ = env.step(torch.ones(1, B, dtype=torch.long))  # action 1 in state 0
+    obs, reward, *_ = env.step(torch.ones(1, B, dtype=torch.long))  # action 1 in state 0
     p = tasks["transitions"][0, 0, 1]
     freq = obs[0].mean(0).numpy()
     assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / B) + 1e-9)
@@ -85,7 +85,7 @@ def test_tabular_mdp_never_moves_to_a_zero_probability_state():
     env = TabularMDP(states=3, actions=1, reward_std=0.0)
     env.reset({"reward_mean": np.zeros((1, 3, 1), dtype=np.float32), "transitions": transitions}, 5000)
     for _ in range(5):
-        obs, _, _ = env.step(torch.zeros(1, 5000, dtype=torch.long))
+        obs, _, *_ = env.step(torch.zeros(1, 5000, dtype=torch.long))
         assert obs[0, :, 1].sum() == 0 and 0.45 < obs[0, :, 2].mean() < 0.55
 
 
@@ -98,7 +98,7 @@ def test_seed_and_state_dict_reproduce_the_random_stream(make):
     def stream(steps):
         out = []
         for _ in range(steps):
-            obs, reward, _ = env.step(torch.ones(4, 6, dtype=torch.long))
+            obs, reward, *_ = env.step(torch.ones(4, 6, dtype=torch.long))
             out.append(torch.cat([obs.flatten(), reward.flatten()]))
         return torch.stack(out)
 
@@ -190,7 +190,7 @@ def test_configs_compose_into_matching_env_and_tasks(family):
     obs = env.reset(tasks, 2)
     assert obs.shape == (3, 2, env.obs_dim)
     assert env.num_actions == (4 if family == "tabular_mdp" else 7)
-    _, reward, _ = env.step(torch.zeros(3, 2, dtype=torch.long))
+    _, reward, *_ = env.step(torch.zeros(3, 2, dtype=torch.long))
     assert reward.shape == (3, 2)
     if family == "bandit":
         assert "horizon" not in cfg.env and env.horizon == 1

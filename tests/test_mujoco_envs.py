@@ -116,7 +116,7 @@ def test_reset_and_step_shapes(family):
     assert (env.obs_dim, env.act_dim, env.horizon) == (*DIMS[family], 200)
     obs = env.reset(dist.sample(2, np.random.default_rng(0)), 3)
     assert obs.shape == (2, 3, env.obs_dim) and obs.dtype == torch.float32
-    obs, reward, done = env.step(torch.zeros(2, 3, env.act_dim))
+    obs, reward, done, _, _ = env.step(torch.zeros(2, 3, env.act_dim))
     assert obs.shape == (2, 3, env.obs_dim) and obs.dtype == torch.float32
     assert reward.shape == (2, 3) and reward.dtype == torch.float32
     assert done.shape == (2, 3) and done.dtype == torch.bool
@@ -135,7 +135,7 @@ def test_reward_matches_the_formula_on_a_known_state(family):
         qpos[2] = 0.23  # torso (radius 0.25) on the floor, still healthy: a contact cost to check
     env.set_state(qpos, qvel)
     action = np.linspace(-1.4, 1.4, env.act_dim)  # the ends are clipped to [-1, 1]
-    _, reward, done = env.step(torch.as_tensor(action).reshape(1, 1, -1))
+    _, reward, done, _, _ = env.step(torch.as_tensor(action).reshape(1, 1, -1))
 
     plain = Plain(env, task_models(env, tasks, 1)[0], qpos, qvel)
     velocity, a = plain.step(action)
@@ -166,7 +166,7 @@ def test_matches_gymnasium_v5(robot, env_id, tmp_path, monkeypatch):
     k = 27 if robot.startswith("ant") else env.obs_dim
     for _ in range(15):
         a = rng.uniform(-1, 1, env.act_dim)
-        obs, reward, done = env.step(torch.as_tensor(a).reshape(1, 1, -1))
+        obs, reward, done, _, _ = env.step(torch.as_tensor(a).reshape(1, 1, -1))
         g_obs, g_reward, g_term, _, info = gym.step(a)
         np.testing.assert_array_equal(obs[0, 0, :k].numpy(), g_obs[:k].astype(np.float32))
         if robot == "cheetah_dir":
@@ -193,7 +193,7 @@ def test_batched_stepping_equals_plain_mujoco_one_by_one(family):
     rng = np.random.default_rng(4)
     for _ in range(8):
         act = actions(env, rng, n, episodes)
-        _, reward, done = env.step(act)
+        _, reward, done, _, _ = env.step(act)
         qpos, qvel = env.get_state()
         for i in range(n):
             for j in range(episodes):
@@ -220,11 +220,11 @@ def test_unhealthy_episodes_end_and_stay_ended(family, index, value):
     qpos = np.tile(env.model.qpos0, (1, 2, 1))
     qpos[0, 0, index] = value  # episode 0 unhealthy, episode 1 upright
     env.set_state(qpos, np.zeros(env.model.nv))
-    _, reward, done = env.step(torch.zeros(1, 2, env.act_dim))
+    _, reward, done, _, _ = env.step(torch.zeros(1, 2, env.act_dim))
     assert done.tolist() == [[True, False]]
     frozen = env.get_state()[0][0, 0]
     for _ in range(3):
-        _, reward, done = env.step(torch.ones(1, 2, env.act_dim))
+        _, reward, done, _, _ = env.step(torch.ones(1, 2, env.act_dim))
         assert done[0, 0] and reward[0, 0] == 0
     np.testing.assert_array_equal(env.get_state()[0][0, 0], frozen)  # an ended episode is not simulated
 

@@ -116,14 +116,14 @@ class Recorder:
         return obs
 
     def step(self, actions):
-        obs, reward, done = self.env.step(actions)
+        obs, reward, done, truncated, info = self.env.step(actions)  # done: terminated (a trajectory's end)
         if self.kind is not None:
             r = self.rollouts[-1]
             m = len(r.states[0])
             r.states.append(self._state(m))
             r.rewards.append(reward[:m, 0].detach().cpu().double().numpy())
             r.done.append(done[:m, 0].detach().cpu().numpy().astype(bool))
-        return obs, reward, done
+        return obs, reward, done, truncated, info
 
 
 # --- OpenGL backend ----------------------------------------------------------------------------

@@ -258,6 +258,9 @@ class MAML(DeclaredState):
         metrics.update(self.after_outer_step(train))
         post = valid.task_returns.mean().item()
         metrics[f"meta_train/return_step{steps}"] = post
+        if valid.success is not None:  # the env reports success (e.g. Meta-World): before and after adaptation
+            metrics["meta_train/success_pre_adapt"] = (train[0][0] if train else valid).task_success.mean().item()
+            metrics["meta_train/success_post_adapt"] = valid.task_success.mean().item()
         metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_step0"]
         metrics["meta_train/return_post_adapt"] = post
         metrics["env_steps"] = sum(ep.env_steps for ep, _ in train) + valid.env_steps
@@ -316,9 +319,11 @@ class MAML(DeclaredState):
                 for k in range(steps)]
 
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
-                         later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
+                         later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None,
+                         success: list | None = None) -> np.ndarray:
         """Mean episode return of each task after 0..``steps`` inner steps of the sizes
-        :meth:`step_sizes` gives; ``on_step(k, steps)`` after each.  # [steps + 1, N]"""
+        :meth:`step_sizes` gives; ``on_step(k, steps)`` after each; where the env reports success,
+        each point's success rate per task is appended to ``success``.  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
         p = self._detached(self.per_task(n))
         lrs = self.step_sizes(steps, later_lr_scale)
@@ -326,6 +331,8 @@ class MAML(DeclaredState):
         for k in range(steps + 1):
             ep = self.sampler.sample(tasks, p, episodes)
             curve.append(ep.task_returns.cpu().numpy())
+            if success is not None and ep.task_success is not None:
+                success.append(ep.task_success.cpu().numpy())
             if on_step is not None:
                 on_step(k, steps)
             if k < steps:
@@ -335,9 +342,11 @@ class MAML(DeclaredState):
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
         """The adaptation curve over 0..``budget.steps`` inner steps (the contract's meta-test)."""
         steps = self.inner_steps if budget.steps is None else int(budget.steps)
-        curve = self.adaptation_curve(tasks, steps, budget.episodes, budget.later_lr_scale, on_step=budget.on_step)
+        success: list[np.ndarray] = []
+        curve = self.adaptation_curve(tasks, steps, budget.episodes, budget.later_lr_scale, on_step=budget.on_step,
+                                      success=success)
         return AdaptationResult(axis="inner_step", returns=curve, objective_name="heldout/return_post_adapt",
-                                objective=lambda r: r[-1],
+                                objective=lambda r: r[-1], success=np.stack(success) if success else None,
                                 extras={"step_sizes": self.step_sizes(steps, budget.later_lr_scale)})
 
     def final_budget(self) -> MetaTestBudget:

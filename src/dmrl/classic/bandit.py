@@ -68,7 +68,7 @@ def play(env: Bandit, tasks: Tasks, n: int, seed: int, choose: Choose) -> np.nda
         for t in range(n):
             env.reset(tasks, 1)
             arms = choose(successes, failures, n - t, rng)
-            _, reward, _ = env.step(torch.as_tensor(arms, dtype=torch.long, device=env.device).reshape(N, 1))
+            _, reward, *_ = env.step(torch.as_tensor(arms, dtype=torch.long, device=env.device).reshape(N, 1))
             r = reward[:, 0].double().cpu().numpy()
             successes[rows, arms] += r
             failures[rows, arms] += 1.0 - r

@@ -56,7 +56,7 @@ def play(env: TabularMDP, tasks: Tasks, n: int, seed: int, policy) -> np.ndarray
             state = env.reset(tasks, 1)[:, 0].argmax(-1)  # [N]
             for h in range(env.horizon):
                 action = act(h, state)
-                obs, reward, _ = env.step(action.unsqueeze(1))
+                obs, reward, *_ = env.step(action.unsqueeze(1))
                 next_state = obs[:, 0].argmax(-1)
                 policy.observe(state, action, reward[:, 0], next_state)
                 returns[:, episode] += reward[:, 0].double().cpu().numpy()

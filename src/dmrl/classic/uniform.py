@@ -66,9 +66,9 @@ class UniformPolicy:
         returns = torch.zeros(shape, device=obs.device)
         alive = torch.ones(shape, dtype=torch.bool, device=obs.device)
         for _ in range(env.horizon):
-            _, reward, done = env.step(self.actions(shape))
+            _, reward, terminated, truncated, _ = env.step(self.actions(shape))
             returns += reward * alive
-            alive = alive & ~done
+            alive = alive & ~(terminated | truncated)
             if obs.device.type == "cpu" and not bool(alive.any()):  # on a GPU the check would sync every step
                 break
         return returns

@@ -75,7 +75,7 @@ class Bandit(DiscreteEnv):
         self.p: Tensor | None = None  # [N, k]
         self.shape: tuple[int, int] | None = None  # (N, B)
 
-    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+    def _reset(self, tasks: Tasks, episodes: int) -> Tensor:
         if "p" not in tasks:
             raise ConfigError(f"bandit needs tasks with key 'p', got {sorted(tasks)}: use its task distribution "
                               "(tasks=bandit)")
@@ -87,7 +87,7 @@ class Bandit(DiscreteEnv):
         self.shape = (p.shape[0], int(episodes))
         return torch.ones(*self.shape, 1, device=self.device)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
         if self.shape is None:
             raise RuntimeError("call reset(tasks, episodes) before step")
         actions = self.check_discrete_actions(actions, self.shape)
@@ -95,4 +95,4 @@ class Bandit(DiscreteEnv):
         u = torch.rand(self.shape, generator=self.generator, device=self.device, dtype=p.dtype)
         reward = (u < p).to(p.dtype)
         obs = torch.ones(*self.shape, 1, device=self.device)
-        return obs, reward, torch.ones(self.shape, dtype=torch.bool, device=self.device)
+        return obs, reward, torch.ones(self.shape, dtype=torch.bool, device=self.device), {}

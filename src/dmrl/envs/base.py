@@ -17,8 +17,16 @@ class BatchedEnv(ABC):
 
     ``reset(tasks, episodes)`` starts ``episodes`` episodes of each of the ``N`` tasks and returns
     observations ``[N, episodes, obs_dim]``; ``step(actions [N, episodes, act_dim])`` returns
-    ``(obs, reward [N, episodes], done [N, episodes])``. An episode that is done stays done until
-    the next ``reset``; the sampler masks whatever it reports afterwards.
+    gymnasium's five values, batched: ``(obs, reward [N, episodes], terminated [N, episodes],
+    truncated [N, episodes], info)``. ``terminated``: the episode reached a terminal state of the
+    task (a goal, a fall, a bandit's single pull), whose value is 0; ``truncated``: it hit the time
+    limit ``horizon`` without one (not a terminal state: an off-policy critic bootstraps there).
+    ``info`` may hold ``success [N, episodes]`` (bool) where the family defines success. An
+    episode that has ended stays ended until the next ``reset``; the sampler masks whatever it
+    reports afterwards.
+
+    A family implements ``_reset`` and ``_step`` (``-> obs, reward, terminated, info``); the time
+    limit is counted here, once for every family.
 
     Envs with randomness of their own (initial-state noise) draw it from ``self.rng``, seeded by
     ``seed()`` and saved in checkpoints through ``state_dict()``.
@@ -51,11 +59,21 @@ class BatchedEnv(ABC):
         the env does (``dmrl-eval policy=random``)."""
         raise NotImplementedError(f"{type(self).__name__} declares no action range (BatchedEnv.action_bounds)")
 
-    @abstractmethod
-    def reset(self, tasks: Tasks, episodes: int) -> Tensor: ...
+    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+        self.t = 0
+        return self._reset(tasks, episodes)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict]:
+        obs, reward, terminated, info = self._step(actions)
+        self.t += 1
+        truncated = ~terminated if self.t >= self.horizon else torch.zeros_like(terminated)
+        return obs, reward, terminated, truncated, info
 
     @abstractmethod
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+    def _reset(self, tasks: Tasks, episodes: int) -> Tensor: ...
+
+    @abstractmethod
+    def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]: ...
 
     def check_actions(self, actions: Tensor, expected: tuple[int, ...]) -> None:
         if tuple(actions.shape) != expected:

@@ -165,7 +165,7 @@ class MujocoEnv(BatchedEnv):
             raise ValueError(f"task arrays disagree on the number of tasks: {sizes}")
         return sizes.pop()
 
-    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+    def _reset(self, tasks: Tasks, episodes: int) -> Tensor:
         if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
             raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
         n, episodes = self.count_tasks(tasks), int(episodes)
@@ -189,7 +189,7 @@ class MujocoEnv(BatchedEnv):
         self.done = np.zeros(nsim, dtype=bool)
         return self._tensor(self.observe(self._fields)).reshape(n, episodes, self.obs_dim)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
         n, episodes = self._require_reset()
         self.check_actions(actions, (n, episodes, self.act_dim))
         action = actions.detach().to("cpu", torch.float64).numpy().reshape(n * episodes, self.act_dim)
@@ -208,7 +208,7 @@ class MujocoEnv(BatchedEnv):
         self.done = self.done | ~healthy
         obs = self._tensor(self.observe(f)).reshape(n, episodes, self.obs_dim)
         done = torch.from_numpy(self.done.reshape(n, episodes).copy()).to(self.device)
-        return obs, self._tensor(reward).reshape(n, episodes), done
+        return obs, self._tensor(reward).reshape(n, episodes), done, {}
 
     def get_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of every simulation's ``qpos [N, B, nq]`` and ``qvel [N, B, nv]``."""

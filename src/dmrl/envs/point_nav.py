@@ -55,7 +55,7 @@ class PointNav(BatchedEnv):
         bound = self.max_action / self.action_scale
         return np.full(self.act_dim, -bound), np.full(self.act_dim, bound)
 
-    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+    def _reset(self, tasks: Tasks, episodes: int) -> Tensor:
         if "goal" not in tasks:
             raise ConfigError(f"point_nav needs tasks with key 'goal', got {sorted(tasks)}: use its task distribution "
                               "(tasks=point_nav or tasks=point_nav_wide)")
@@ -66,12 +66,12 @@ class PointNav(BatchedEnv):
         self.done = torch.zeros(n, episodes, dtype=torch.bool, device=self.device)
         return self.pos.clone()
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
         self.check_actions(actions, tuple(self.pos.shape))
         self.pos = self.pos + (actions * self.action_scale).clamp(-self.max_action, self.max_action)
         dist = torch.linalg.vector_norm(self.pos - self.goal, dim=-1)
         self.done = self.done | (dist < self.goal_radius)
-        return self.pos.clone(), -(dist.square() if self.squared else dist), self.done.clone()
+        return self.pos.clone(), -(dist.square() if self.squared else dist), self.done.clone(), {}
 
 
 class PointNavEnv(gymnasium.Env):
@@ -107,7 +107,7 @@ class PointNavEnv(gymnasium.Env):
 
     def step(self, action):
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, 2)
-        obs, reward, done = self._env.step(a)
+        obs, reward, terminated, truncated, _ = self._env.step(a)
         self._t += 1
-        truncated = self._t >= self._env.horizon and not bool(done)
-        return obs[0, 0].numpy(), float(reward), bool(done), truncated, {"task": {"goal": self._task["goal"].copy()}}
+        return (obs[0, 0].numpy(), float(reward), bool(terminated), bool(truncated),
+                {"task": {"goal": self._task["goal"].copy()}})

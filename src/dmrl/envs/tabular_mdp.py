@@ -39,7 +39,7 @@ class TabularMDP(DiscreteEnv):
         self.shape: tuple[int, int] | None = None  # (N, B)
         self.task_offset: Tensor | None = None  # [N, 1]: n * S, the first flat row of task n
 
-    def reset(self, tasks: Tasks, episodes: int) -> Tensor:
+    def _reset(self, tasks: Tasks, episodes: int) -> Tensor:
         missing = {"reward_mean", "transitions"} - set(tasks)
         if missing:
             raise ConfigError(f"tabular_mdp needs tasks with keys 'reward_mean' and 'transitions', got "
@@ -70,7 +70,7 @@ class TabularMDP(DiscreteEnv):
         """One-hot of the current states, ``[N, B, S]``."""
         return self.eye.index_select(0, self.state.reshape(-1)).reshape(*self.shape, self.states)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
         if self.shape is None:
             raise RuntimeError("call reset(tasks, episodes) before step")
         actions = self.check_discrete_actions(actions, self.shape)
@@ -82,4 +82,4 @@ class TabularMDP(DiscreteEnv):
         cdf = self.cdf.index_select(0, row.reshape(-1)).reshape(N, B, self.states)  # [N, B, S]
         u = torch.rand(N, B, 1, generator=self.generator, device=self.device, dtype=cdf.dtype)
         self.state = (cdf <= u).sum(-1)  # [N, B]
-        return self.observe(), reward, torch.zeros(self.shape, dtype=torch.bool, device=self.device)
+        return self.observe(), reward, torch.zeros(self.shape, dtype=torch.bool, device=self.device), {}

@@ -42,6 +42,6 @@ class TaskInObservation:
         self._features = torch.as_tensor(task_features(tasks), device=obs.device)[:, None, :]
         return self._with_task(obs)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        obs, reward, done = self.env.step(actions)
-        return self._with_task(obs), reward, done
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        return self._with_task(obs), reward, terminated, truncated, info

@@ -59,6 +59,10 @@ class BatchedSampler(SeededSampler):
         all_act = torch.zeros(H, N, B, env.act_dim, device=dev)
         all_rew = torch.zeros(H, N, B, device=dev)
         all_mask = torch.zeros(H, N, B, device=dev)
+        all_next = torch.zeros(H, N, B, env.obs_dim, device=dev)
+        all_term = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+        all_trunc = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+        all_success = None
         alive = torch.ones(N, B, dtype=torch.bool, device=dev)
         T = H
         for t in range(H):
@@ -67,10 +71,18 @@ class BatchedSampler(SeededSampler):
             all_obs[t] = obs
             all_act[t] = actions
             all_mask[t] = alive
-            obs, reward, done = env.step(actions)
+            obs, reward, terminated, truncated, info = env.step(actions)
             all_rew[t] = reward
-            alive = alive & ~done
+            all_next[t] = obs
+            all_term[t] = terminated & alive
+            all_trunc[t] = truncated & alive
+            if "success" in info:
+                if all_success is None:
+                    all_success = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+                all_success[t] = info["success"] & alive
+            alive = alive & ~(terminated | truncated)
             if dev.type == "cpu" and not bool(alive.any()):
                 T = t + 1
                 break
-        return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T])
+        return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T], all_next[:T], all_term[:T],
+                        all_trunc[:T], None if all_success is None else all_success[:T])

@@ -13,6 +13,18 @@ class Episodes:
     actions: Tensor  # [T, N, B, act_dim], as sampled (before the env clips them)
     rewards: Tensor  # [T, N, B]
     mask: Tensor  # [T, N, B], 1 while the episode runs, 0 after it ended
+    # gymnasium's step outputs (a sampler fills them; batches built by hand may leave them out)
+    next_obs: Tensor | None = None  # [T, N, B, obs_dim], the observation after the action
+    terminated: Tensor | None = None  # [T, N, B] bool: a terminal state of the task (its value is 0)
+    truncated: Tensor | None = None  # [T, N, B] bool: the time limit, not a terminal state
+    success: Tensor | None = None  # [T, N, B] bool, where the env reports success in its info
+
+    @property
+    def task_success(self) -> Tensor | None:
+        """Fraction of each task's episodes in which some step succeeded (the Meta-World convention).  # [N]"""
+        if self.success is None:
+            return None
+        return ((self.success & (self.mask > 0)).any(0)).float().mean(-1)
 
     @property
     def task_returns(self) -> Tensor:

@@ -55,6 +55,9 @@ def _cat_tasks(batches: list) -> Any:
     out = {}
     for f in fields(batches[0]):
         xs = [getattr(b, f.name) for b in batches]
+        if any(x is None for x in xs):  # a field the env does not report (success)
+            out[f.name] = None
+            continue
         T = max(x.shape[0] for x in xs)
         xs = [torch.cat([x, x.new_zeros(T - x.shape[0], *x.shape[1:])]) if x.shape[0] < T else x for x in xs]
         out[f.name] = torch.cat(xs, dim=1)
@@ -120,4 +123,5 @@ class RaySampler:
             refs.append(self.actors[w].sample.remote(weights, seeds[w], chunk, part, *args))
         batch = _cat_tasks(ray.get(refs))
         dev = gen.device
-        return type(batch)(**{f.name: getattr(batch, f.name).to(dev) for f in fields(batch)})
+        return type(batch)(**{f.name: None if getattr(batch, f.name) is None else getattr(batch, f.name).to(dev)
+                              for f in fields(batch)})

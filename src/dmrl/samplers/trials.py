@@ -88,7 +88,8 @@ class TrialSampler(SeededSampler):
                 a, logp = policy.sample(head, self.generator)
                 a = a.reshape(act_shape)
                 obs_before = obs
-                obs, r, d = env.step(a)
+                obs, r, terminated, truncated, _ = env.step(a)
+                d = terminated | truncated
                 inputs[t], actions[t], log_probs[t], values[t] = x, a, logp.reshape(N, B), value.reshape(N, B)
                 rewards[t] = r * alive
                 mask[t] = alive

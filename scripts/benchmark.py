@@ -99,6 +99,9 @@ CASES: dict[str, dict] = {
         "target_sec_per_iteration": 4.0,
         "extra": "mujoco",
     },
+    # the gradient-based family's point_nav presets (issue 14): seconds per iteration, env steps/s
+    **{f"{name}_point_nav": {"overrides": [f"experiment={name}_point_nav"], "budget_sec": 15 * 60}
+       for name in ("promp", "maml_vpg", "maml_ppo", "meta_sgd", "multitask", "oracle")},
     "rl2_bandit": {
         "overrides": ["experiment=rl2_bandit"],
         "target_env_steps_per_sec": 200_000,

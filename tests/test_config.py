@@ -32,7 +32,7 @@ def test_every_option_composes_and_builds(group, option):
         pytest.importorskip("ray")  # the sweep extra
     overrides = [f"{group}={option}", "device=cpu"]
     if group == "tasks":  # a task distribution needs its family's env
-        overrides.insert(0, f"env={option.removesuffix('_wide')}")
+        overrides.insert(0, f"env={option.removesuffix('_wide').removesuffix('_pool')}")
     if (group, option) in NEEDS_RL2:
         overrides.insert(0, "algo=rl2")
     cfg = compose_train(overrides)
@@ -42,10 +42,11 @@ def test_every_option_composes_and_builds(group, option):
         return
     validate(cfg, TRAIN_RULES)
     parts = build(cfg)
-    assert parts.policy.obs_dim == parts.env.obs_dim
+    env = parts.algo.sampler.env  # the env the learner acts in (the oracle's carries the task in its observations)
+    assert parts.policy.obs_dim == env.obs_dim
     tasks = parts.tasks.sample(2, __import__("numpy").random.default_rng(0))
-    obs = parts.env.reset(tasks, 3)
-    assert obs.shape == (2, 3, parts.env.obs_dim)
+    obs = env.reset(tasks, 3)
+    assert obs.shape == (2, 3, env.obs_dim)
 
 
 def test_public_keys_exist_in_the_default_config():

@@ -43,3 +43,45 @@ def test_the_batch_carries_next_obs_terminated_and_truncated():
     assert not ep.truncated[:, 0].any() and not ep.terminated[:, 1].any()
     assert ep.truncated[:, 1].all(-1).tolist() == [False, False, False, False, True]
     assert ep.success is None and ep.task_success is None  # point_nav reports no success
+
+
+# --- task pools ---------------------------------------------------------------------------------------
+def test_task_pool_splits_are_disjoint_fixed_by_the_config_and_sampled_by_split():
+    from dmrl.tasks import TaskPool, UniformBox, task_rng
+
+    box = UniformBox("goal", -0.5, 0.5, 2)
+    pool, same, other = TaskPool(box, 8, 3, seed=0), TaskPool(box, 8, 3, seed=0), TaskPool(box, 8, 3, seed=1)
+    train, test = pool.splits["train"]["goal"], pool.splits["test"]["goal"]
+    assert train.shape == (8, 2) and test.shape == (3, 2)
+    assert not (train[:, None, :] == test[None, :, :]).all(-1).any()  # disjoint
+    assert np.array_equal(train, same.splits["train"]["goal"]) and not np.array_equal(train, other.splits["train"]["goal"])
+    drawn = pool.sample(5, task_rng(0, "train"))["goal"]
+    assert all((g == train).all(-1).any() for g in drawn) and len(np.unique(drawn, axis=0)) == 5
+    held_out = pool.sample(7, task_rng(0, "test"), split="test")["goal"]  # larger than the split: each 2 or 3 times
+    assert all((g == test).all(-1).any() for g in held_out)
+    assert sorted(np.unique(held_out, axis=0, return_counts=True)[1].tolist()) == [2, 2, 3]
+
+
+def test_a_checkpoint_stores_the_pool_and_evaluation_uses_its_test_split(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from dmrl.build import build
+    from dmrl.checkpoint import load_checkpoint, save_checkpoint
+    from dmrl.config import CONF_DIR
+    from dmrl.evaluation import heldout_tasks
+    from dmrl.loop import checkpoint_payload, restore
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=["device=cpu", "tasks=point_nav_pool", "experiment=smoke"])
+    parts = build(cfg)
+    assert parts.algo.sample_tasks()["goal"].shape == (4, 2)
+    test = parts.tasks.splits["test"]["goal"]
+    held = heldout_tasks(parts.tasks, 20, seed=3)["goal"]
+    assert sorted(map(tuple, held)) == sorted(map(tuple, test))  # all 20 held-out goals, from the test split only
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, checkpoint_payload(parts, "", 0, 0))
+    state = load_checkpoint(path)  # weights_only: the pool travels as tensors
+    other = build(cfg)
+    other.tasks.splits["test"]["goal"] = other.tasks.splits["test"]["goal"] + 1.0  # a pool that differs ...
+    restore(other, state)
+    assert np.array_equal(other.tasks.splits["test"]["goal"], test)  # ... takes the checkpoint's tasks

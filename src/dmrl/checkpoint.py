@@ -170,12 +170,15 @@ def _tensors(x: Any, path: str):
             yield from _tensors(v, f"{path}.{i}")
 
 
-def restore_state(algo: Any, state: dict[str, Any], path: str | Path) -> None:
+def restore_state(algo: Any, state: dict[str, Any], path: str | Path, tasks: Any = None) -> None:
     """Load a checkpoint's learner and random states into ``algo``; a state that does not fit the
     checkpoint's own config (a tensor of another shape, a missing or extra parameter, a bad
-    generator state) is a one-line :class:`CheckpointError`."""
+    generator state) is a one-line :class:`CheckpointError`. ``tasks`` (the run's task
+    distribution) takes the checkpoint's fixed task pool, where it stored one."""
     try:
         algo.load_state_dict(state["algo"])
+        if tasks is not None and state.get("tasks"):  # (older checkpoints and sampled streams: none)
+            tasks.load_state_dict(state["tasks"])
         if "rng" in state:
             set_global_rng_state(state["rng"])
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as e:

@@ -44,7 +44,7 @@ def heldout_tasks(distribution: TaskDistribution, num_tasks: int, seed: int) -> 
     """The held-out tasks of ``seed``: the first ``num_tasks`` of the distribution's ``test`` stream.
     Every meta-test of one env and task distribution at one seed (any checkpoint, policy=random)
     meets exactly these."""
-    return distribution.sample(num_tasks, task_rng(seed, "test"))
+    return distribution.sample(num_tasks, task_rng(seed, "test"), split="test")
 
 
 def evaluate(parts: Parts, *, num_tasks: int, seed: int, budget: MetaTestBudget | None = None,

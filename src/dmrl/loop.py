@@ -51,12 +51,13 @@ def checkpoint_payload(parts: Parts, config_yaml: str, iteration: int, env_steps
         "env_steps": env_steps,
         "algo": parts.algo.state_dict(),
         "rng": global_rng_state(),
+        "tasks": parts.tasks.state_dict(),  # a fixed pool's tasks; nothing for a sampled stream
     }
 
 
 def restore(parts: Parts, state: dict, path: str | Path = "checkpoint") -> tuple[int, int]:
     """Load algorithm and random states from a checkpoint dict; returns (iteration, env_steps)."""
-    restore_state(parts.algo, state, path)
+    restore_state(parts.algo, state, path, parts.tasks)
     return int(state["iteration"]), int(state["env_steps"])
 
 

@@ -75,7 +75,7 @@ def checkpoint_job(cfg: DictConfig) -> dict:
     state = load_checkpoint(ckpt)
     config = stored_config(state["config"], f"checkpoint {ckpt}")  # checked before anything is built
     parts = build(config, device=cfg.device)  # the checkpoint's config, never today's defaults
-    restore_state(parts.algo, {"algo": state["algo"]}, ckpt)  # the learner only: eval seeds its own streams
+    restore_state(parts.algo, {"algo": state["algo"], "tasks": state.get("tasks")}, ckpt, parts.tasks)  # the learner only: eval seeds its own streams
     recorder = None
     messages: list[str] = []
     if cfg.video and not parts.algo.FILMS:

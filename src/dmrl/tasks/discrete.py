@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from dmrl.errors import ConfigError
-from dmrl.tasks.distributions import Tasks
+from dmrl.tasks.distributions import Tasks, TaskStream
 
 
 def _int_at_least(key: str, value, low: int) -> int:
@@ -27,7 +27,7 @@ def _number(key: str, value) -> float:
     return float(value)
 
 
-class BernoulliBandits:
+class BernoulliBandits(TaskStream):
     """``{"p": [n, arms]}``: each arm pays 1 with probability ``p ~ U[low, high]``, else 0 (RL² §3.1)."""
 
     def __init__(self, arms: int, low: float = 0.0, high: float = 1.0) -> None:
@@ -37,11 +37,11 @@ class BernoulliBandits:
             raise ConfigError(f"tasks.low and tasks.high must satisfy 0 <= low <= high <= 1 (they are "
                               f"probabilities), got low={low} high={high}")
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {"p": rng.uniform(self.low, self.high, size=(n, self.arms)).astype(np.float32)}
 
 
-class RandomMDPs:
+class RandomMDPs(TaskStream):
     """Random tabular MDPs (RL² §3.2): ``reward_mean [n, S, A] ~ N(reward_mean, reward_mean_std^2)``
     and ``transitions [n, S, A, S]``, each row ``~ Dirichlet(dirichlet_alpha * 1)``.
 
@@ -60,7 +60,7 @@ class RandomMDPs:
         if self.dirichlet_alpha <= 0:
             raise ConfigError(f"tasks.dirichlet_alpha must be > 0, got {dirichlet_alpha}")
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         S, A = self.states, self.actions
         reward_mean = rng.normal(self.reward_mean, self.reward_mean_std, size=(n, S, A))
         # Dirichlet(alpha) = normalised independent Gamma(alpha, 1) draws; numpy's dirichlet does

@@ -17,6 +17,7 @@ from dmrl.errors import ConfigError
 Tasks = dict[str, np.ndarray]
 
 STREAMS = {"train": 0, "test": 1}
+SPLITS = tuple(STREAMS)  # what a batch of tasks is drawn for: training, or held-out evaluation
 
 
 def task_rng(seed: int, stream: str) -> np.random.Generator:
@@ -25,10 +26,32 @@ def task_rng(seed: int, stream: str) -> np.random.Generator:
 
 
 class TaskDistribution(Protocol):
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks: ...
+    def sample(self, n: int, rng: np.random.Generator, split: str = "train") -> Tasks: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
-class UniformBox:
+class TaskStream:
+    """A distribution sampled afresh each time: its ``train`` and ``test`` tasks differ by the
+    stream ``rng`` they are drawn from (:func:`task_rng`), so ``split`` changes nothing here and a
+    checkpoint needs nothing of it (contrast :class:`dmrl.tasks.pools.TaskPool`)."""
+
+    def sample(self, n: int, rng: np.random.Generator, split: str = "train") -> Tasks:
+        return self.draw(n, rng)
+
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class UniformBox(TaskStream):
     """``task[key] ~ U[low, high]^dim`` (e.g. 2-D navigation goals, MAML section 5.3)."""
 
     def __init__(self, key: str, low: float | Sequence[float], high: float | Sequence[float], dim: int) -> None:
@@ -38,5 +61,5 @@ class UniformBox:
         if np.any(self.low > self.high):
             raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {self.key: rng.uniform(self.low, self.high, size=(n, self.dim)).astype(np.float32)}

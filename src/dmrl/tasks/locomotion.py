@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from dmrl.errors import ConfigError
-from dmrl.tasks.distributions import Tasks
+from dmrl.tasks.distributions import Tasks, TaskStream
 
 
-class Directions:
+class Directions(TaskStream):
     """``task[key]`` drawn uniformly from ``values``, shape ``[n, 1]`` (MAML's forward/backward: ±1)."""
 
     def __init__(self, key: str = "direction", values: Sequence[float] = (-1.0, 1.0)) -> None:
@@ -23,11 +23,11 @@ class Directions:
             raise ConfigError(f"tasks.values must be a non-empty list of numbers, got {values!r}")
         self.key, self.values = key, np.asarray(values, dtype=np.float32)
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {self.key: rng.choice(self.values, size=(n, 1))}
 
 
-class Disk:
+class Disk(TaskStream):
     """``task[key]`` uniform on the disk of ``radius`` around the origin, shape ``[n, 2]`` (PEARL's ant goals).
 
     Uniform in area: angle ``~ U[0, 2 pi)``, radius ``= R sqrt(U[0, 1])``.
@@ -38,13 +38,13 @@ class Disk:
             raise ConfigError(f"tasks.radius must be a number >= 0, got {radius!r}")
         self.key, self.radius = key, float(radius)
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
         r = self.radius * np.sqrt(rng.uniform(0.0, 1.0, size=n))
         return {self.key: np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1).astype(np.float32)}
 
 
-class DynamicsScales:
+class DynamicsScales(TaskStream):
     """Per-task scale factors ``base ** u``, ``u ~ U[-log_scale_limit, log_scale_limit]`` per entry.
 
     The "rand params" tasks of ProMP and PEARL (rand_param_envs): each entry of each listed model
@@ -71,6 +71,6 @@ class DynamicsScales:
         self.xml, self.base, self.log_scale_limit = xml, float(base), float(log_scale_limit)
         self.shapes = {f: tuple(getattr(model, f).shape) for f in fields}
 
-    def sample(self, n: int, rng: np.random.Generator) -> Tasks:
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         limit = self.log_scale_limit
         return {f: self.base ** rng.uniform(-limit, limit, size=(n, *shape)) for f, shape in self.shapes.items()}

@@ -90,7 +90,11 @@ def summarize_result(result: AdaptationResult, num_tasks: int, classic=None) -> 
     objective = np.asarray(result.objective(curve))  # [num_tasks], in the curve's dtype (float32 sums round as before)
     o_mean, o_ci = mean_ci95(objective[None])
     out: dict = {}
-    if result.axis == "inner_step":
+    if result.axis == "trajectory":  # PEARL: the return of each successive trajectory on a task
+        out.update({"trajectories": list(range(1, curve.shape[0] + 1)),
+                    "trajectory_return_mean": [float(x) for x in mean], "trajectory_return_ci95": [float(x) for x in ci],
+                    "num_tasks": int(num_tasks), "per_task_returns": curve.T.tolist(), **result.extras})
+    elif result.axis == "inner_step":
         out["adapt_steps"] = list(range(curve.shape[0]))
         out.update(result.extras)
         out.update({"return_mean": [float(x) for x in mean], "return_ci95": [float(x) for x in ci],
@@ -120,6 +124,10 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "eval.json", out_dir / "eval.csv", out_dir / "adaptation.png"]
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    if "trajectory_return_mean" in result:
+        _write_trajectory_csv(result, paths[1])
+        plot_trajectories(result, paths[2])
+        return paths
     if "trial_return_mean" in result:
         _write_trial_csv(result, paths[1])
         plot_trials(result, paths[2])
@@ -256,7 +264,52 @@ def _last_step_sizes(result: dict) -> list:
     return sizes + [""] * (len(result["adapt_steps"]) - len(sizes))
 
 
+def _write_trajectory_csv(result: dict, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trajectory", "return_mean", "return_ci95", "success_mean", "num_tasks"])
+        success = result.get("success_mean") or [""] * len(result["trajectories"])
+        for k, m, c, s in zip(result["trajectories"], result["trajectory_return_mean"], result["trajectory_return_ci95"],
+                              success):
+            w.writerow([k, f"{m:.6g}", f"{c:.6g}", s if s == "" else f"{s:.4g}", result["num_tasks"]])
+
+
+def plot_trajectories(result: dict, path: Path, env: str | None = None):
+    """Return (and success, where reported) of each successive trajectory on the held-out tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(result["trajectories"])
+    mean, ci = np.asarray(result["trajectory_return_mean"]), np.asarray(result["trajectory_return_ci95"])
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120, layout="constrained")
+    ax.plot(x, mean, marker="o", label="mean over tasks")
+    ax.fill_between(x, mean - ci, mean + ci, alpha=0.25, label="95% interval")
+    explore = result.get("num_exp_traj_eval")
+    if explore is not None and explore < len(x):
+        ax.axvline(explore + 0.5, color="grey", ls="--", lw=1, label=f"after {explore} exploration trajectories")
+    ax.set_xlabel("trajectory on the task (the first from the prior)")
+    ax.set_ylabel("mean episode return")
+    ax.set_xticks(x)
+    ax.set_title(f"{_heading(result, 'PEARL', env)}: {result['num_tasks']} held-out tasks\n"
+                 "band: 95% normal interval of the mean over tasks", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
 def format_table(result: dict) -> str:
+    if "trajectory_return_mean" in result:
+        lines = [f"{'trajectory':>10}  {'return':>10}  {'ci95':>8}" + ("  success" if "success_mean" in result else "")]
+        success = result.get("success_mean")
+        for i, (k, m, c) in enumerate(zip(result["trajectories"], result["trajectory_return_mean"],
+                                          result["trajectory_return_ci95"])):
+            lines.append(f"{k:>10}  {m:>10.3f}  {c:>8.3f}" + (f"  {success[i]:>7.3f}" if success else ""))
+        lines.append(f"{result['objective_name']}: {result['objective']:.3f} +- {result['objective_ci95']:.3f}")
+        return "\n".join(lines)
     if "trial_return_mean" in result:
         return _format_trial_table(result)
     lines = [f"{'steps':>5}  {'last step':>9}  {'return':>10}  {'ci95':>8}"]

@@ -34,6 +34,7 @@ from dmrl.tasks.distributions import Tasks
 AXES = {
     "inner_step": "inner gradient steps",
     "episode": "episode of the trial",
+    "trajectory": "trajectories collected on the task (exploration, then the posterior's)",
 }
 
 

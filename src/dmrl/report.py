@@ -224,7 +224,7 @@ def bootstrap_ci(values: np.ndarray, resamples: int = RESAMPLES, seed: int = BOO
 def heldout_curve(run: Run) -> list[float] | None:
     """Held-out return after 0..K inner steps (MAML), or of each episode of a trial (RL²)."""
     heldout = (run.summary or {}).get("heldout") or {}
-    return heldout.get("return_mean") or heldout.get("episode_return_mean")
+    return heldout.get("return_mean") or heldout.get("episode_return_mean") or heldout.get("trajectory_return_mean")
 
 
 # (column, label, digits, how to read it from a finished run)

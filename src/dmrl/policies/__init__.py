@@ -3,5 +3,6 @@
 
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy
 from dmrl.policies.recurrent import RecurrentPolicy
+from dmrl.policies.tanh_gaussian import TanhGaussianPolicy
 
-__all__ = ["GaussianMLPPolicy", "RecurrentPolicy"]
+__all__ = ["GaussianMLPPolicy", "RecurrentPolicy", "TanhGaussianPolicy"]

@@ -63,3 +63,17 @@ class UniformBox(TaskStream):
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {self.key: rng.uniform(self.low, self.high, size=(n, self.dim)).astype(np.float32)}
+
+
+class Arc(TaskStream):
+    """Points on a circle of ``radius`` at angles ``~ U[low, high]`` (PEARL's sparse point robot:
+    the upper half of the unit circle, ``[0, pi]``), as ``task[key] [n, 2]``."""
+
+    def __init__(self, key: str = "goal", radius: float = 1.0, low: float = 0.0, high: float = float(np.pi)) -> None:
+        if low > high:
+            raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
+        self.key, self.radius, self.low, self.high = key, float(radius), float(low), float(high)
+
+    def draw(self, n: int, rng: np.random.Generator) -> Tasks:
+        angle = rng.uniform(self.low, self.high, size=n)
+        return {self.key: (self.radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)).astype(np.float32)}

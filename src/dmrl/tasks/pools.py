@@ -45,6 +45,11 @@ class TaskPool:
         order = rng.permutation(size)
         return np.resize(order, n) if n > size else order[:n]
 
+    def at(self, indices, split: str = "train") -> Tasks:
+        """The tasks of ``split`` at ``indices`` (a learner that keeps per-task data, e.g. PEARL's buffers)."""
+        idx = np.asarray(indices)
+        return {k: v[idx] for k, v in self.splits[split].items()}
+
     def sample(self, n: int, rng: np.random.Generator, split: str = "train") -> Tasks:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

@@ -102,6 +102,12 @@ CASES: dict[str, dict] = {
     # the gradient-based family's point_nav presets (issue 14): seconds per iteration, env steps/s
     **{f"{name}_point_nav": {"overrides": [f"experiment={name}_point_nav"], "budget_sec": 15 * 60}
        for name in ("promp", "maml_vpg", "maml_ppo", "meta_sgd", "multitask", "oracle")},
+    # PEARL's reference sizes (3 x 300 networks, 16 tasks x 256 transitions, context 100) on cheetah_vel:
+    # collection env steps/s, gradient steps/s, and the same update in plain PyTorch as the limit
+    "pearl_cheetah_vel": {
+        "overrides": ["experiment=pearl_cheetah_vel", "algo.num_train_steps=20", "algo.num_initial_steps=200"],
+        "extra": "pearl",
+    },
     "rl2_bandit": {
         "overrides": ["experiment=rl2_bandit"],
         "target_env_steps_per_sec": 200_000,
@@ -403,6 +409,9 @@ def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[
     extra.update({f"{k}_per_iteration": statistics.median(u[j] for u in usage) for j, k in enumerate(RUSAGE_KEYS)})
     if syncs:
         extra["syncs_per_iteration"] = count_syncs(algo, parts.device, split)
+    if spec.get("extra") == "pearl":
+        extra.update(pearl_update_limit(algo, iterations=max(5, iterations)))
+        extra["collection_env_steps_per_sec"] = pearl_collection(algo)
     if spec.get("extra") == "mujoco":
         extra.update(physics_limit())
         extra["gymnasium_env_steps_per_sec"] = gymnasium_loop()
@@ -430,6 +439,105 @@ def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[
     }
 
 
+def pearl_collection(algo) -> float:
+    """Env steps/s of PEARL's collection of one iteration (prior, posterior and extra steps of the
+    sampled tasks, batched)."""
+    t = time.perf_counter()
+    _, steps = algo.collect_iteration()
+    return steps / (time.perf_counter() - t)
+
+
+class _PlainPEARLUpdate:
+    """PEARL's gradient step written directly in PyTorch (no dmrl code): the limit dmrl's update is
+    compared with. The same shapes, networks, losses and optimizer calls."""
+
+    def __init__(self, obs_dim: int, act_dim: int, latent: int, width: int, enc_hidden: list[int], ctx_dim: int):
+        from torch import nn
+
+        def net(i, o, hidden):
+            layers, sizes = [], [i, *hidden]
+            for a, b in zip(sizes[:-1], sizes[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            return nn.Sequential(*layers, nn.Linear(sizes[-1], o))
+
+        h = [width] * 3
+        self.pi, self.q1, self.q2 = net(obs_dim + latent, 2 * act_dim, h), net(obs_dim + act_dim + latent, 1, h), \
+            net(obs_dim + act_dim + latent, 1, h)
+        self.v, self.enc = net(obs_dim + latent, 1, h), net(ctx_dim, 2 * latent, enc_hidden)
+        import copy
+
+        self.v_target = copy.deepcopy(self.v)
+        self.opts = [torch.optim.Adam(m.parameters(), lr=3e-4) for m in (self.pi, self.q1, self.q2, self.v, self.enc)]
+        self.latent = latent
+
+    def step(self, ctx, obs, act, rew, next_obs, term):
+        import torch.nn.functional as F
+
+        M, b = obs.shape[:2]
+        mu, pre = self.enc(ctx).chunk(2, -1)
+        var = F.softplus(pre).clamp(min=1e-7)
+        pv = 1 / (1 / var).sum(1)
+        pm = pv * (mu / var).sum(1)
+        z = (pm + pv.sqrt() * torch.randn_like(pm))[:, None].expand(M, b, -1)
+        zd = z.detach()
+        mean, log_std = self.pi(torch.cat([obs, zd], -1)).chunk(2, -1)
+        log_std = log_std.clamp(-20, 2)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        a = torch.tanh(u)
+        log_pi = (torch.distributions.Normal(mean, log_std.exp()).log_prob(u) - torch.log(1 - a ** 2 + 1e-6)).sum(-1)
+        q1 = self.q1(torch.cat([obs, act, z], -1)).squeeze(-1)
+        q2 = self.q2(torch.cat([obs, act, z], -1)).squeeze(-1)
+        with torch.no_grad():
+            target = 5.0 * rew + 0.99 * (1 - term) * self.v_target(torch.cat([next_obs, zd], -1)).squeeze(-1)
+        kl = 0.5 * (pv + pm ** 2 - 1 - pv.log()).sum()
+        for o in self.opts[1:3] + self.opts[4:]:
+            o.zero_grad()
+        (((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean() + 0.1 * kl).backward()
+        for o in self.opts[1:3] + self.opts[4:]:
+            o.step()
+        x = torch.cat([obs, a, zd], -1)
+        min_q = torch.minimum(self.q1(x).squeeze(-1), self.q2(x).squeeze(-1))
+        v = self.v(torch.cat([obs, zd], -1)).squeeze(-1)
+        self.opts[3].zero_grad()
+        (0.5 * ((v - (min_q - log_pi).detach()) ** 2).mean()).backward()
+        self.opts[3].step()
+        with torch.no_grad():
+            for t, s_ in zip(self.v_target.parameters(), self.v.parameters()):
+                t.mul_(0.995).add_(s_, alpha=0.005)
+        loss = (log_pi - min_q).mean() + 1e-3 * (mean ** 2).mean() + 1e-3 * (log_std ** 2).mean()
+        self.opts[0].zero_grad()
+        loss.backward()
+        self.opts[0].step()
+
+
+def pearl_update_limit(algo, iterations: int = 5, steps: int = 20) -> dict:
+    """Gradient steps/s of dmrl's PEARL update and of :class:`_PlainPEARLUpdate` on batches of the
+    same shapes, measured in alternation (``iterations`` rounds of ``steps`` steps each, medians)."""
+    env = algo.sampler.env
+    ctx_dim = env.obs_dim + env.act_dim + 1 + (env.obs_dim if algo.context_next_obs else 0)
+    plain = _PlainPEARLUpdate(env.obs_dim, env.act_dim, algo.latent_dim, algo.qf1.net[0].out_features,
+                              [m.out_features for m in algo.encoder.net if hasattr(m, "out_features")][:-1], ctx_dim)
+    M, b, c = algo.meta_batch, algo.batch_size, algo.context_batch
+    g = torch.Generator().manual_seed(0)
+    data = [torch.randn(M, c, ctx_dim, generator=g), torch.randn(M, b, env.obs_dim, generator=g),
+            torch.rand(M, b, env.act_dim, generator=g) * 2 - 1, torch.randn(M, b, generator=g),
+            torch.randn(M, b, env.obs_dim, generator=g), torch.zeros(M, b)]
+    if int(algo.replay.size.min()) == 0:
+        algo.collect_iteration()
+    ours, theirs = [], []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        for _ in range(steps):
+            algo.train_step()
+        ours.append(steps / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for _ in range(steps):
+            plain.step(*data)
+        theirs.append(steps / (time.perf_counter() - t))
+    a, p = statistics.median(ours), statistics.median(theirs)
+    return {"grad_steps_per_sec": a, "plain_pytorch_grad_steps_per_sec": p, "plain_over_dmrl": p / a}
+
+
 def _targets(spec: dict, sec: float, iterations: int) -> dict:
     """The case's reference and target figures next to the measured seconds per iteration."""
     if "reference_sec_per_iteration" in spec:
@@ -440,7 +548,9 @@ def _targets(spec: dict, sec: float, iterations: int) -> dict:
         return {"budget_sec": spec["budget_sec"], "preset_iterations": iterations,
                 "target_sec_per_iteration": spec["budget_sec"] / iterations,
                 "projected_run_sec": sec * iterations}
-    return {"target_env_steps_per_sec": spec["target_env_steps_per_sec"]}
+    if "target_env_steps_per_sec" in spec:
+        return {"target_env_steps_per_sec": spec["target_env_steps_per_sec"]}
+    return {}
 
 
 SWEEP_GRID = ["algo.inner_lr=0.05,0.1", "seed=0,1"]
@@ -512,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             elif "budget_sec" in r:
                 line += (f"{r['preset_iterations']} iterations -> {r['projected_run_sec'] / 60:.1f} min "
                          f"(budget {r['budget_sec'] / 60:.0f} min: {r['target_sec_per_iteration']:.2f} s/iteration)")
-            else:
+            elif "target_env_steps_per_sec" in r:
                 line += f"target {r['target_env_steps_per_sec']:.0f} env steps/s"
             print(line)
             mach = r["machine"]
@@ -525,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
                 print("  split: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["split_sec_per_iteration"].items()))
             if "syncs_per_iteration" in r:
                 print(f"  syncs in one iteration: {json.dumps(r['syncs_per_iteration'])}")
+            if "grad_steps_per_sec" in r:
+                print(f"  PEARL update {r['grad_steps_per_sec']:.1f} gradient steps/s, the same in plain PyTorch "
+                      f"{r['plain_pytorch_grad_steps_per_sec']:.1f} (plain / dmrl {r['plain_over_dmrl']:.2f}; target "
+                      f"dmrl within 1.2x); collection {r['collection_env_steps_per_sec']:.0f} env steps/s")
             if "physics_limit_env_steps_per_sec" in r:
                 print(f"  physics limit {r['physics_limit_env_steps_per_sec_per_core']:.0f} env steps/s per core x "
                       f"{r['physics_limit_cores']} = {r['physics_limit_env_steps_per_sec']:.0f}; gymnasium loop "

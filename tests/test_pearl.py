@@ -209,3 +209,25 @@ def test_the_meta_test_uses_only_test_split_tasks_and_reports_each_trajectory():
 def test_bad_values_name_the_key(bad, key):
     with pytest.raises(ConfigError, match=key):
         parts_for(*bad)
+
+
+def test_masked_factors_leave_the_posterior_and_an_empty_context_is_the_prior():
+    from dmrl.algos.pearl import ContextEncoder
+
+    torch.manual_seed(0)
+    enc = ContextEncoder(3, 2, [8])
+    ctx = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0], [0.0] * 5])
+    mu, var = enc(ctx, mask)
+    mu_first, var_first = enc(ctx[:1, :2])
+    torch.testing.assert_close(mu[0], mu_first[0]) and torch.testing.assert_close(var[0], var_first[0])
+    assert mu[1].tolist() == [0.0, 0.0] and var[1].tolist() == [1.0, 1.0]
+
+
+def test_a_resume_takes_a_lowered_step_size():
+    parts = parts_for()
+    parts.algo.meta_step()
+    state = parts.algo.state_dict()
+    lower = parts_for("meta_optimizer.lr=1e-5")
+    lower.algo.load_state_dict(state)
+    assert all(g["lr"] == 1e-5 for opt in (lower.algo.opt_policy, lower.algo.opt_context) for g in opt.param_groups)

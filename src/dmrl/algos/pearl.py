@@ -44,12 +44,15 @@ MIN_VAR = 1e-7  # the reference's clamp of each factor's variance
 
 
 # --- the posterior over z --------------------------------------------------------------------------
-def product_of_gaussians(mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+def product_of_gaussians(mu: Tensor, var: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Product of the factors along the context axis: ``sigma^2 = 1 / sum 1/sigma_n^2``,
-    ``mu = sigma^2 sum mu_n / sigma_n^2``.  # [..., c, L] -> [..., L] each"""
-    var = var.clamp(min=MIN_VAR)
-    post_var = 1.0 / (1.0 / var).sum(-2)
-    return post_var * (mu / var).sum(-2), post_var
+    ``mu = sigma^2 sum mu_n / sigma_n^2``; ``mask [..., c]`` (0/1) leaves factors out (the
+    steps after an episode ended).  # [..., c, L] -> [..., L] each"""
+    precision = 1.0 / var.clamp(min=MIN_VAR)
+    if mask is not None:
+        precision = precision * mask[..., None]
+    post_var = 1.0 / precision.sum(-2)
+    return post_var * (mu * precision).sum(-2), post_var
 
 
 def kl_standard_normal(mu: Tensor, var: Tensor) -> Tensor:
@@ -65,10 +68,17 @@ class ContextEncoder(nn.Module):
         self.latent_dim = latent_dim
         self.net = mlp(context_dim, list(hidden_sizes), 2 * latent_dim)
 
-    def forward(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and variance of each task's context ``[M, c, context_dim]``.  # [M, L] each"""
+    def forward(self, context: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of each task's context ``[M, c, context_dim]`` (``mask [M, c]``:
+        the transitions that count; a task with none keeps the prior's N(0, I)).  # [M, L] each"""
         mu, pre = self.net(context).chunk(2, dim=-1)
-        return product_of_gaussians(mu, nn.functional.softplus(pre))
+        if mask is None:
+            return product_of_gaussians(mu, nn.functional.softplus(pre))
+        # the prior as one more factor of unit precision where nothing counts would change every
+        # posterior; instead a task without transitions gets N(0, I) explicitly
+        m, v = product_of_gaussians(mu, nn.functional.softplus(pre), mask)
+        empty = (mask.sum(-1) == 0)[:, None]
+        return torch.where(empty, torch.zeros_like(m), m), torch.where(empty, torch.ones_like(v), v)
 
 
 class Critic(nn.Module):
@@ -268,12 +278,15 @@ class PEARL(DeclaredState):
         if self.num_steps_prior > 0:
             ep = self.collect(idx, self.num_steps_prior, False, True)
             metrics["meta_train/return_prior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
+            metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_prior"]  # the contract's names
         if self.num_steps_posterior > 0:
             ep = self.collect(idx, self.num_steps_posterior, True, True)
             metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
         if self.num_extra_rl_steps_posterior > 0:
             ep = self.collect(idx, self.num_extra_rl_steps_posterior, True, False)
             metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
+        if "meta_train/return_posterior" in metrics:
+            metrics["meta_train/return_post_adapt"] = metrics["meta_train/return_posterior"]
         return metrics, env_steps
 
     # --- the update ---------------------------------------------------------------------------------
@@ -338,13 +351,13 @@ class PEARL(DeclaredState):
         K = int(budget.episodes or self.num_exp_traj_eval + 1)
         n = len(next(iter(tasks.values())))
         dev = self.sampler.env.device
-        returns, success, context = [], [], None
+        returns, success, context, mask = [], [], None, None
         with torch.no_grad():
             for k in range(K):
                 if context is None:
                     z = torch.randn(n, 1, self.latent_dim, generator=self.generator)
                 else:
-                    mu, var = self.encoder(context)
+                    mu, var = self.encoder(context, mask)
                     z = self.sample_z(mu, var, 1)
                 ep = self.sampler.sample(tasks, z.to(dev), deterministic=True)
                 returns.append(ep.task_returns.cpu().numpy())
@@ -352,8 +365,9 @@ class PEARL(DeclaredState):
                     success.append(ep.task_success.cpu().numpy())
                 step = self.context_of({"obs": ep.obs, "actions": ep.actions, "rewards": ep.rewards[..., None],
                                         "next_obs": ep.next_obs})[:, :, 0].transpose(0, 1)  # [N, T, context_dim]
-                # (episodes never end early on PEARL's families; padded steps would enter the context here)
+                real = ep.mask[:, :, 0].transpose(0, 1)  # [N, T]: steps after an early end do not count
                 context = step if context is None else torch.cat([context, step], dim=1)
+                mask = real if mask is None else torch.cat([mask, real], dim=1)
                 if budget.on_step is not None:
                     budget.on_step(k, K - 1)
         j = min(self.num_exp_traj_eval, K - 1)
@@ -361,6 +375,12 @@ class PEARL(DeclaredState):
                                 objective_name="heldout/return_after_exploration", objective=lambda r: r[j],
                                 success=np.stack(success) if success else None,
                                 extras={"num_exp_traj_eval": self.num_exp_traj_eval})
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for opt in (self.opt_policy, self.opt_q1, self.opt_q2, self.opt_v, self.opt_context):
+            for group in opt.param_groups:  # the config's step size (a resume may lower it: cli/train.py)
+                group["lr"] = self.meta_optimizer.lr
 
     def final_budget(self) -> MetaTestBudget:
         return MetaTestBudget(episodes=self.num_exp_traj_eval + 1)

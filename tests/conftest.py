@@ -48,3 +48,28 @@ def cli_env(tmp_path):
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("HYDRA_FULL_ERROR", None)
     return env
+
+
+def resume_equals_uninterrupted(make_parts, tmp_path, iterations: int = 3, cut: int = 1) -> tuple[dict, dict]:
+    """Train ``iterations`` meta-iterations in one go, and ``cut`` then a resume from that point's
+    checkpoint payload up to ``iterations``; assert that both wrote the same metrics (time aside)
+    and return both learners' states for the caller's own checks."""
+    import json
+
+    from dmrl.loop import checkpoint_payload, restore, train
+
+    kw = dict(checkpoint_every=10, checkpoint_keep=1, tensorboard=False, progress=False)
+    full = make_parts()
+    train(full, iterations=iterations, run_dir=tmp_path / "full", **kw)
+    part = make_parts()
+    first = train(part, iterations=cut, run_dir=tmp_path / "part", **kw)
+    state = checkpoint_payload(part, "", cut, first["env_steps"])
+    resumed = make_parts()
+    train(resumed, iterations=iterations, run_dir=tmp_path / "part", start=restore(resumed, state), **kw)
+
+    def lines(d):
+        return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
+                for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(lines(tmp_path / "part")) == iterations and lines(tmp_path / "part") == lines(tmp_path / "full")
+    return full.algo.state_dict(), resumed.algo.state_dict()

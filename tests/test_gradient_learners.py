@@ -12,11 +12,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from conftest import resume_equals_uninterrupted
+
 from dmrl.algos.promp import adapt_kl_coef
 from dmrl.build import build
 from dmrl.config import CONF_DIR
 from dmrl.errors import ConfigError
-from dmrl.loop import checkpoint_payload, restore, train
 from dmrl.rl.returns import masked_mean
 
 TINY = ["env.horizon=6", "algo.meta_batch_size=3", "algo.fast_batch_size=4", "policy.hidden_sizes=[5]",
@@ -284,21 +285,7 @@ def test_oracle_policy_sees_the_task_in_every_observation():
                                        ["algo=meta_sgd"], ["algo=multitask"], ["algo=oracle"]],
                          ids=["promp", "maml_ppo", "meta_sgd", "multitask", "oracle"])
 def test_resume_equals_uninterrupted(tmp_path, overrides):
-    kw = dict(checkpoint_every=10, checkpoint_keep=1, tensorboard=False, progress=False)
-    full = parts_for(*overrides)
-    train(full, iterations=3, run_dir=tmp_path / "full", **kw)
-    part = parts_for(*overrides)
-    first = train(part, iterations=1, run_dir=tmp_path / "part", **kw)
-    state = checkpoint_payload(part, "", 1, first["env_steps"])
-    resumed = parts_for(*overrides)
-    train(resumed, iterations=3, run_dir=tmp_path / "part", start=restore(resumed, state), **kw)
-
-    def lines(d):
-        return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
-                for x in (d / "metrics.jsonl").read_text().splitlines()]
-
-    assert len(lines(tmp_path / "part")) == 3 and lines(tmp_path / "part") == lines(tmp_path / "full")
-    a, b = full.algo.state_dict(), resumed.algo.state_dict()
+    a, b = resume_equals_uninterrupted(lambda: parts_for(*overrides), tmp_path)
     for k, v in a["policy"].items():
         assert torch.equal(v, b["policy"][k])
 

@@ -3,12 +3,11 @@ through a checkpoint, exact resume, the meta-test's tasks, bad input."""
 
 from __future__ import annotations
 
-import json
-import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import resume_equals_uninterrupted
 from hydra import compose, initialize_config_dir
 
 from dmrl.algos.pearl import kl_standard_normal, product_of_gaussians
@@ -16,7 +15,6 @@ from dmrl.build import build
 from dmrl.buffers import TaskReplay
 from dmrl.config import CONF_DIR
 from dmrl.errors import ConfigError
-from dmrl.loop import checkpoint_payload, restore, train
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy
 
@@ -155,21 +153,7 @@ def test_a_foreign_buffer_state_is_refused():
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    kw = dict(checkpoint_every=10, checkpoint_keep=1, tensorboard=False, progress=False)
-    full = parts_for()
-    train(full, iterations=3, run_dir=tmp_path / "full", **kw)
-    part = parts_for()
-    first = train(part, iterations=1, run_dir=tmp_path / "part", **kw)
-    state = checkpoint_payload(part, "", 1, first["env_steps"])
-    resumed = parts_for()
-    train(resumed, iterations=3, run_dir=tmp_path / "part", start=restore(resumed, state), **kw)
-
-    def lines(d):
-        return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
-                for x in (d / "metrics.jsonl").read_text().splitlines()]
-
-    assert len(lines(tmp_path / "part")) == 3 and lines(tmp_path / "part") == lines(tmp_path / "full")
-    a, b = full.algo.state_dict(), resumed.algo.state_dict()
+    a, b = resume_equals_uninterrupted(parts_for, tmp_path)
     for net in ("policy", "encoder", "qf1", "target_vf"):
         assert all(torch.equal(v, b[net][k]) for k, v in a[net].items())
     assert torch.equal(a["replay"]["data"]["obs"], b["replay"]["data"]["obs"])

@@ -3,7 +3,6 @@ through a checkpoint, exact resume, the meta-test's tasks, bad input."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

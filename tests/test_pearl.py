@@ -214,3 +214,15 @@ def test_a_resume_takes_a_lowered_step_size():
     lower = parts_for("meta_optimizer.lr=1e-5")
     lower.algo.load_state_dict(state)
     assert all(g["lr"] == 1e-5 for opt in (lower.algo.opt_policy, lower.algo.opt_context) for g in opt.param_groups)
+
+
+def test_sparse_family_critic_learns_the_dense_reward_and_the_context_sees_the_sparse_one():
+    algo = parts_for("env=sparse_point_robot", "algo.dense_rl_reward=true").algo
+    algo.collect_iteration()
+    held = int(algo.replay.size[0])
+    rl, ctx = algo.replay.data["rewards"][0, :held, 0], algo.enc_replay.data["rewards"][0, :, 0]
+    assert (rl < 0).all()  # -distance at every step
+    assert (ctx[: int(algo.enc_replay.size[0])] >= 0).all()  # the sparse reward: 0 away from the goal
+    plain = parts_for("env=sparse_point_robot").algo
+    plain.collect_iteration()
+    assert (plain.replay.data["rewards"][0, : int(plain.replay.size[0]), 0] >= 0).all()

@@ -114,7 +114,7 @@ class LatentSampler(SeededSampler):
                                                                  ("next_obs", env.obs_dim))}
         rewards, mask = torch.zeros(H, N, B, device=dev), torch.zeros(H, N, B, device=dev)
         term = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
-        trunc, success = torch.zeros_like(term), None
+        trunc, success, dense = torch.zeros_like(term), None, None
         alive = torch.ones(N, B, dtype=torch.bool, device=dev)
         T = H
         for t in range(H):
@@ -126,19 +126,24 @@ class LatentSampler(SeededSampler):
             if "success" in info:
                 success = torch.zeros_like(term) if success is None else success
                 success[t] = info["success"] & alive
+            if "dense_reward" in info:
+                dense = torch.zeros_like(rewards) if dense is None else dense
+                dense[t] = info["dense_reward"] * alive
             alive = alive & ~(terminated | truncated)
             if dev.type == "cpu" and not bool(alive.any()):
                 T = t + 1
                 break
         return Episodes(out["obs"][:T], out["actions"][:T], rewards[:T], mask[:T], out["next_obs"][:T], term[:T],
-                        trunc[:T], None if success is None else success[:T])
+                        trunc[:T], None if success is None else success[:T], None if dense is None else dense[:T])
 
 
-def transitions(ep: Episodes, task: int) -> dict[str, Tensor]:
-    """The real steps of task ``task``'s episodes, flat: ``{field: [m, dim]}`` for a replay buffer."""
+def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tensor]:
+    """The real steps of task ``task``'s episodes, flat: ``{field: [m, dim]}`` for a replay buffer
+    (``dense``: the shaped reward where the env reports one, else the env's own)."""
     keep = ep.mask[:, task].reshape(-1) > 0
     flat = lambda x: x[:, task].reshape(-1, *x.shape[3:])[keep]  # noqa: E731
-    return {"obs": flat(ep.obs), "actions": flat(ep.actions), "rewards": flat(ep.rewards),
+    rewards = ep.dense_rewards if dense and ep.dense_rewards is not None else ep.rewards
+    return {"obs": flat(ep.obs), "actions": flat(ep.actions), "rewards": flat(rewards),
             "next_obs": flat(ep.next_obs), "terminated": flat(ep.terminated).float()}
 
 
@@ -178,6 +183,7 @@ class PEARL(DeclaredState):
         kl_lambda: float = 0.1,
         gamma: float = 0.99,
         replay_size: int = 1_000_000,
+        dense_rl_reward: bool = False,
     ) -> None:
         if getattr(meta_optimizer, "KIND", None) != "sac":
             raise ConfigError("algo=pearl needs meta_optimizer=sac")
@@ -210,6 +216,7 @@ class PEARL(DeclaredState):
         self.num_extra_rl_steps_posterior = int(num_extra_rl_steps_posterior)
         self.num_exp_traj_eval = int(num_exp_traj_eval)
         self.reward_scale, self.kl_lambda, self.gamma = float(reward_scale), float(kl_lambda), float(gamma)
+        self.dense_rl_reward = bool(dense_rl_reward)
         env = sampler.env
         self.num_train = tasks.size("train")
         dev = env.device
@@ -259,10 +266,9 @@ class PEARL(DeclaredState):
         tasks = self.tasks.at(idx, "train")
         ep = self.sampler.sample(tasks, z.to(self.sampler.env.device))
         for j, task in enumerate(idx):
-            data = transitions(ep, j)
-            self.replay.add(int(task), data)
-            if encoder_too:
-                self.enc_replay.add(int(task), data)
+            self.replay.add(int(task), transitions(ep, j, dense=self.dense_rl_reward))
+            if encoder_too:  # the context always sees the env's own reward
+                self.enc_replay.add(int(task), transitions(ep, j))
         return ep
 
     def collect_iteration(self) -> tuple[dict[str, float], int]:

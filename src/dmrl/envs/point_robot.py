@@ -9,6 +9,8 @@ Episodes last ``horizon`` (20) steps and never end early.
   the reward is ``1 - ||x - g||`` within ``goal_radius`` (0.2) of the goal and 0 elsewhere (the
   reference's sparse reward, made positive as in its code), and each step's ``info["success"]``
   says whether the robot is within ``goal_radius``: a trajectory hits its goal when any step does.
+  ``info["dense_reward"]`` carries ``-||x - g||``: the reference trains PEARL's critic on it and
+  gives only the sparse reward to the context encoder (``algo.dense_rl_reward``).
 """
 
 from __future__ import annotations
@@ -68,4 +70,4 @@ class SparsePointRobot(PointRobot):
         dist = self._move(actions)
         hit = dist <= self.goal_radius
         reward = torch.where(hit, 1.0 - dist, torch.zeros_like(dist))
-        return self.pos.clone(), reward, torch.zeros_like(hit), {"success": hit}
+        return self.pos.clone(), reward, torch.zeros_like(hit), {"success": hit, "dense_reward": -dist}

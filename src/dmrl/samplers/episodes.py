@@ -18,6 +18,7 @@ class Episodes:
     terminated: Tensor | None = None  # [T, N, B] bool: a terminal state of the task (its value is 0)
     truncated: Tensor | None = None  # [T, N, B] bool: the time limit, not a terminal state
     success: Tensor | None = None  # [T, N, B] bool, where the env reports success in its info
+    dense_rewards: Tensor | None = None  # [T, N, B], a sparse family's shaped reward (info["dense_reward"])
 
     @property
     def task_success(self) -> Tensor | None:

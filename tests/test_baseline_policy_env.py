@@ -7,6 +7,7 @@ import dmrl.envs  # noqa: F401  (registers dmrl/PointNav-v0)
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.envs.point_nav import PointNav
 from dmrl.errors import ConfigError
+from dmrl.keys import check_node
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy
 from dmrl.tasks.distributions import UniformBox, task_rng
 
@@ -98,10 +99,11 @@ def test_task_streams_are_seeded_and_disjoint():
     assert np.array_equal(a, b)
     assert not np.isin(c, a).any()
     assert a.min() >= -0.5 and a.max() <= 0.5
+    # impossible values are refused by the classes' declared keys (dmrl.keys), before anything is built
     with pytest.raises(ConfigError, match="tasks.low"):
-        UniformBox("goal", 1.0, 0.0, 2)
+        check_node(UniformBox, {"key": "goal", "low": 1.0, "high": 0.0, "dim": 2}, "tasks")
     with pytest.raises(ConfigError, match="env.horizon"):
-        PointNav(horizon=0)
+        check_node(PointNav, {"horizon": 0}, "env")
 
 
 def test_point_nav_squared_distance_reward_option():
@@ -110,4 +112,4 @@ def test_point_nav_squared_distance_reward_option():
     _, reward, *_ = env.step(torch.zeros(1, 1, 2))
     assert reward.item() == pytest.approx(-0.25, abs=1e-6)
     with pytest.raises(ConfigError, match="env.reward"):
-        PointNav(reward="manhattan")
+        check_node(PointNav, {"reward": "manhattan"}, "env")

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from dmrl.config import CONF_DIR
 from dmrl.envs import Bandit, TabularMDP
 from dmrl.errors import ConfigError
+from dmrl.keys import check_node
 from dmrl.tasks import BernoulliBandits, RandomMDPs, task_rng
 
 
@@ -138,7 +139,7 @@ def test_bad_tasks_and_actions_name_what_to_fix():
     with pytest.raises(ValueError, match="dtype"):
         env.step(torch.zeros(2, 4))
     with pytest.raises(ConfigError, match="env.arms must be an integer >= 2"):
-        Bandit(arms=1)
+        check_node(Bandit, {"arms": 1}, "env")  # the declared keys (dmrl.keys), checked before anything is built
     mdp = TabularMDP(states=4, actions=2)
     with pytest.raises(ConfigError, match="tasks=tabular_mdp"):
         mdp.reset({"p": np.zeros((2, 3))}, 1)
@@ -150,7 +151,7 @@ def test_bad_tasks_and_actions_name_what_to_fix():
     for kwargs, key in [({"states": 0}, "env.states"), ({"actions": 1.5}, "env.actions"),
                         ({"reward_std": -1.0}, "env.reward_std"), ({"horizon": 0}, "env.horizon")]:
         with pytest.raises(ConfigError, match=key):
-            TabularMDP(**kwargs)
+            check_node(TabularMDP, kwargs, "env")
 
 
 def test_task_distributions_ranges_seeding_and_validation():
@@ -171,13 +172,14 @@ def test_task_distributions_ranges_seeding_and_validation():
     assert abs(t.mean() - 0.1) < 1e-6 and abs(t.var() - 0.9 / 110) < 5e-4
     assert np.array_equal(r, RandomMDPs().sample(500, task_rng(0, "train"))["reward_mean"])
 
-    for make, key in [(lambda: BernoulliBandits(1), "tasks.arms"), (lambda: BernoulliBandits(3, low=0.5, high=0.2), "tasks.low"),
-                      (lambda: BernoulliBandits(3, high=1.5), "tasks.high"), (lambda: RandomMDPs(states=0), "tasks.states"),
-                      (lambda: RandomMDPs(actions=True), "tasks.actions"),
-                      (lambda: RandomMDPs(reward_mean_std=-1), "tasks.reward_mean_std"),
-                      (lambda: RandomMDPs(dirichlet_alpha=0), "tasks.dirichlet_alpha")]:
+    for cls, values, key in [(BernoulliBandits, {"arms": 1}, "tasks.arms"),
+                             (BernoulliBandits, {"arms": 3, "low": 0.5, "high": 0.2}, "tasks.low"),
+                             (BernoulliBandits, {"arms": 3, "high": 1.5}, "tasks.high"),
+                             (RandomMDPs, {"states": 0}, "tasks.states"), (RandomMDPs, {"actions": True}, "tasks.actions"),
+                             (RandomMDPs, {"reward_mean_std": -1}, "tasks.reward_mean_std"),
+                             (RandomMDPs, {"dirichlet_alpha": 0}, "tasks.dirichlet_alpha")]:
         with pytest.raises(ConfigError, match=key):
-            make()
+            check_node(cls, values, "tasks")  # the declared keys (dmrl.keys), checked before anything is built
 
 
 @pytest.mark.parametrize("family", ["bandit", "tabular_mdp"])

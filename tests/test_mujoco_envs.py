@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from dmrl.config import CONF_DIR, TRAIN_RULES, validate
 from dmrl.envs.locomotion import HalfCheetahVel, HopperParams
 from dmrl.errors import ConfigError
+from dmrl.keys import check_node
 from dmrl.tasks.locomotion import Directions, Disk, DynamicsScales
 
 DIMS = {  # family: (obs_dim, act_dim)
@@ -269,16 +270,16 @@ def test_task_distributions_ranges_and_seeding():
     assert np.array_equal(Disk().sample(5, rng(7))["goal"], Disk().sample(5, rng(7))["goal"])
 
 
-@pytest.mark.parametrize("make_bad,key", [
-    (lambda: Disk(radius=-1.0), "tasks.radius"),
-    (lambda: Directions(values=[]), "tasks.values"),
-    (lambda: DynamicsScales("hopper.xml", base=0.0), "tasks.base"),
-    (lambda: DynamicsScales("hopper.xml", log_scale_limit=-1.0), "tasks.log_scale_limit"),
-    (lambda: DynamicsScales("hopper.xml", fields=["body_pos"]), "tasks.fields"),
+@pytest.mark.parametrize("make_bad,key", [  # the declared keys (dmrl.keys), checked before anything is built
+    (lambda: check_node(Disk, {"radius": -1.0}, "tasks"), "tasks.radius"),
+    (lambda: check_node(Directions, {"values": []}, "tasks"), "tasks.values"),
+    (lambda: check_node(DynamicsScales, {"xml": "hopper.xml", "base": 0.0}, "tasks"), "tasks.base"),
+    (lambda: check_node(DynamicsScales, {"xml": "hopper.xml", "log_scale_limit": -1.0}, "tasks"), "tasks.log_scale_limit"),
+    (lambda: check_node(DynamicsScales, {"xml": "hopper.xml", "fields": ["body_pos"]}, "tasks"), "tasks.fields"),
     (lambda: DynamicsScales("nope.xml"), "nope.xml"),
-    (lambda: HalfCheetahVel(horizon=0), "env.horizon"),
-    (lambda: HalfCheetahVel(ctrl_cost_weight=-1.0), "env.ctrl_cost_weight"),
-    (lambda: HalfCheetahVel(nthread=0), "env.nthread"),
+    (lambda: check_node(HalfCheetahVel, {"horizon": 0}, "env"), "env.horizon"),
+    (lambda: check_node(HalfCheetahVel, {"ctrl_cost_weight": -1.0}, "env"), "env.ctrl_cost_weight"),
+    (lambda: check_node(HalfCheetahVel, {"nthread": 0}, "env"), "env.nthread"),
 ])
 def test_impossible_values_raise_config_errors_naming_the_key(make_bad, key):
     with pytest.raises(ConfigError, match=key):

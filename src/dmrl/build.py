@@ -126,8 +126,7 @@ def build_env(cfg: DictConfig, device: str) -> tuple[object, object]:
 
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
     """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
-    check_targets(cfg, "config")  # before Hydra imports anything a config names
-    validate(cfg, TRAIN_RULES)
+    validate(cfg, TRAIN_RULES)  # its _target_s first, before anything a config names is imported
     dev = resolve_device(device or cfg.device)
     seed = int(cfg.seed)
     seed_everything(seed)

@@ -1,25 +1,27 @@
 """Checks of the composed configuration, run before any work starts.
 
-Hydra rejects unknown keys and groups; these checks reject wrong types and impossible values of
-the public keys, each with a message that names the key and what is allowed.
+Hydra rejects unknown keys and groups; :func:`validate` rejects wrong types and impossible values,
+each with one line that names the key and what is allowed. Each component declares its own keys
+next to its code (``KEYS``, :mod:`dmrl.keys`); what no component owns is declared here: the
+top-level keys of ``dmrl-train`` (:data:`TRAIN_RULES`: seed, iterations, checkpoint.*, logger.*,
+sampler.*, ...) and of ``dmrl-eval`` (:data:`EVAL_RULES`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from dmrl.algos.maml import INNER_ESTIMATORS
-from dmrl.envs.point_nav import REWARDS
 from dmrl.errors import ConfigError
-from dmrl.policies.gaussian_mlp import ACTIVATIONS
-from dmrl.policies.recurrent import CRITICS
+from dmrl.keys import (BOOL, POSITIVE, SEED, Rule, check_cross, check_keys, check_unknown, declared_keys, int_at_least,
+                       is_int, one_of)
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # More config dirs (a learner, env or preset of one's own: new files, no edit of dmrl), searched
@@ -43,58 +45,18 @@ RUN_ID = secrets.token_hex(3)
 OmegaConf.register_new_resolver("dmrl_run_id", lambda: RUN_ID, replace=True)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[Any], bool]
-    allowed: str
-    required: bool = False
-
-
-def int_at_least(lo: int) -> Rule:
-    return Rule(lambda v: _is_int(v) and v >= lo, f"an integer >= {lo}")
-
-
-def one_of(values: Iterable[str]) -> Rule:
-    allowed = tuple(values)
-    return Rule(lambda v: v in allowed, f"one of {', '.join(allowed)}")
-
-
-def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Rule:
-    def ok(v: Any) -> bool:
-        return _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-
-    return Rule(ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
-
-
-# numpy's legacy seeding (np.random.seed) takes 32 bits; the named streams derive from the same number
-SEED = Rule(lambda v: _is_int(v) and 0 <= v < 2**32, f"an integer in [0, {2**32 - 1}]")
-POSITIVE = Rule(lambda v: _is_num(v) and v > 0, "a number > 0")
-NON_NEGATIVE = Rule(lambda v: _is_num(v) and v >= 0, "a number >= 0")
-BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
 DEVICE = Rule(
     lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "auto") or (v.startswith("cuda:") and v[5:].isdigit())),
     "one of cpu, cuda, cuda:N, auto",
 )
 OPTIONAL_PATH = Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path")
-HIDDEN = Rule(
-    lambda v: isinstance(v, (list, tuple, ListConfig)) and all(_is_int(x) and x >= 1 for x in v),
-    "a list of integers >= 1, e.g. [64,64]",
-)
-ACTIVATION = one_of(sorted(ACTIVATIONS))
 
 # The options of the policy group (conf/policy/) that dmrl-eval scores without a checkpoint
 # (env=ENV policy=NAME), with their _target_ (compared as text: a rule never imports what a config
 # names). They have nothing to learn, so dmrl-train refuses them.
 EVAL_POLICIES = {"random": "dmrl.classic.UniformPolicy"}
 
+# dmrl-train's own keys; each component's (algo.*, env.*, meta_optimizer.*, ...) are its class's KEYS
 TRAIN_RULES: dict[str, Rule] = {
     "policy._target_": Rule(lambda v: v not in EVAL_POLICIES.values(),
                             f"a network to train, not policy={'|'.join(EVAL_POLICIES)} (nothing to train: "
@@ -106,65 +68,15 @@ TRAIN_RULES: dict[str, Rule] = {
     "resume": OPTIONAL_PATH,
     "checkpoint.every": int_at_least(1),
     "checkpoint.keep": int_at_least(1),
-    "env.horizon": int_at_least(1),
-    "env.max_action": POSITIVE,
-    "env.normalize_actions": BOOL,
-    "env.goal_radius": NON_NEGATIVE,
-    "env.reward": one_of(REWARDS),
-    "policy.hidden_sizes": HIDDEN,
-    "policy.activation": ACTIVATION,
-    "policy.init_std": POSITIVE,
-    "algo.meta_batch_size": int_at_least(1),
-    "algo.fast_batch_size": int_at_least(1),
-    "algo.inner_steps": int_at_least(1),
-    "algo.inner_lr": Rule(lambda v: (_is_num(v) and v > 0) or (isinstance(v, (list, tuple)) and len(v) >= 1 and all(
-        _is_num(x) and x > 0 for x in v)), "a number > 0, or a list of numbers > 0 (one per inner step)"),
-    "algo.kl_coef": NON_NEGATIVE,
-    "algo.adaptive_kl": BOOL,
-    "algo.kl_target": POSITIVE,
-    "meta_optimizer.steps": int_at_least(1),
-    "algo.first_order": BOOL,
-    "algo.gamma": float_in(0.0, 1.0),
-    "algo.gae_lambda": float_in(0.0, 1.0),
-    "algo.normalize_advantages": BOOL,
-    "algo.inner_estimator": one_of(INNER_ESTIMATORS),
-    "algo.baseline.reg_coeff": POSITIVE,
-    "meta_optimizer.max_kl": POSITIVE,
-    "meta_optimizer.cg_iters": int_at_least(1),
-    "meta_optimizer.cg_damping": NON_NEGATIVE,
-    "meta_optimizer.ls_max_steps": int_at_least(1),
-    "meta_optimizer.ls_backtrack_ratio": float_in(0.0, 1.0, lo_open=True, hi_open=True),
-    "meta_optimizer.fvp_subsample": float_in(0.0, 1.0, lo_open=True),
-    "algo.trials_per_task": int_at_least(1),
-    "algo.episodes_per_trial": int_at_least(1),
-    "algo.reward_scale": POSITIVE,
-    "algo.tbptt": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
-    "policy.hidden_size": int_at_least(1),
-    "policy.critic": one_of(CRITICS),
-    "policy.update_gate_bias": Rule(_is_num, "a number"),
-    "policy.prev_obs": BOOL,
-    "meta_optimizer.lr": POSITIVE,
-    "meta_optimizer.epochs": int_at_least(1),
-    "meta_optimizer.minibatches": int_at_least(1),
-    "meta_optimizer.clip": Rule(lambda v: v is None or (_is_num(v) and 0 < v < 1), "null (adam: no clipping) or a "
-                                "number in (0, 1)"),
-    "meta_optimizer.value_coef": NON_NEGATIVE,
-    "meta_optimizer.entropy_coef": NON_NEGATIVE,
-    "meta_optimizer.max_grad_norm": Rule(lambda v: v is None or (_is_num(v) and v > 0), "null (adam: no clipping) "
-                                         "or a number > 0"),
-    "meta_optimizer.anneal_lr": BOOL,
-    "meta_optimizer.anneal_entropy": BOOL,
-    "meta_optimizer.anneal_iterations": int_at_least(1),
-    "meta_optimizer.adam_eps": POSITIVE,
-    "env.arms": int_at_least(2),
-    "env.states": int_at_least(1),
-    "env.actions": int_at_least(2),
-    "env.reward_std": NON_NEGATIVE,
     "logger.tensorboard": BOOL,
     "logger.progress": BOOL,
     "final_eval.num_tasks": int_at_least(0),
     "final_eval.seed": SEED,
+    # the sampler group names no class: dmrl.build reads it (and wraps the learner's sampler for ray)
+    "sampler.name": one_of(("local", "ray")),
     "sampler.workers": int_at_least(1),
+    "sampler.address": Rule(lambda v: v is None or (isinstance(v, str) and v != ""),
+                            "null (a local Ray instance) or a cluster's address (auto, HOST:PORT)"),
     "sampler.cpus_per_worker": POSITIVE,
 }
 
@@ -176,16 +88,15 @@ EVAL_RULES: dict[str, Rule] = {
     "policy": Rule(lambda v: v is None or (isinstance(v, dict) and v.get("_target_") in EVAL_POLICIES.values()),
                    f"null or policy={'|'.join(EVAL_POLICIES)} (scored without a checkpoint on env=ENV)"),
     "num_tasks": int_at_least(1),
-    "adapt_steps": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_ADAPT_STEPS,
+    "adapt_steps": Rule(lambda v: is_int(v) and 0 <= v <= MAX_ADAPT_STEPS,
                         f"an integer in [0, {MAX_ADAPT_STEPS}] (each step samples a fresh batch on every task)"),
     "later_lr_scale": POSITIVE,
     "seed": SEED,
-    "episodes": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "episodes": Rule(lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,
     "video": BOOL,
     "video_tasks": int_at_least(1),
-    # policy=random: the env composed from its group is checked as dmrl-train checks it
-    **{key: rule for key, rule in TRAIN_RULES.items() if key.startswith("env.")},
+    # policy=random: the env and tasks composed from their groups are checked by their classes' KEYS
 }
 
 _MISSING = object()
@@ -234,8 +145,18 @@ def eval_source(cfg: DictConfig) -> str:
     return name
 
 
-def validate(cfg: DictConfig, rules: dict[str, Rule]) -> None:
-    """Raise :class:`ConfigError` for the first key whose value breaks its rule."""
+def validate(cfg: DictConfig, rules: dict[str, Rule], *, source: str = "config", unknown_ok: bool = False) -> None:
+    """Raise :class:`ConfigError` for the first key whose value breaks its rule: the command's own
+    keys (``rules``), then every component's (each ``_target_``'s class declares its ``KEYS``).
+
+    The ``_target_``s are checked first (:func:`dmrl.stored.check_targets`, ``source`` names the
+    config in its message): only then is a class that a config names imported, never instantiated.
+    ``unknown_ok``: keys that no component would read pass (a resume's command line, whose step
+    sizes of another learner's optimizer are added to today's default groups: dmrl.cli.train).
+    """
+    from dmrl.stored import check_targets  # (dmrl.stored reads this module)
+
+    check_targets(cfg, source)
     for key, rule in rules.items():
         value = _select(cfg, key)
         if value is _MISSING:
@@ -246,10 +167,62 @@ def validate(cfg: DictConfig, rules: dict[str, Rule]) -> None:
             value = OmegaConf.to_container(value, resolve=True)
         if not rule.check(value):
             raise ConfigError(f"{key} must be {rule.allowed}, got {value!r}")
-    low, high = _select(cfg, "tasks.low"), _select(cfg, "tasks.high")
-    if _is_num(low) and _is_num(high) and low > high:
-        raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
-    for key in ("tasks.low", "tasks.high"):
-        value = _select(cfg, key)
-        if value is not _MISSING and value is not None and not _is_num(value) and not isinstance(value, ListConfig):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+    nodes = [(path, component_class(node, path), _values(node, path)) for path, node in components(cfg)]
+    # Values first, in every node: a value interpolated from another key (tasks.arms: ${env.arms})
+    # after the key it comes from, so that the error names the key that was written; then keys that
+    # nothing would read; then what several keys of a node must satisfy together.
+    for interpolated in (False, True):
+        for path, cls, (values, copied) in nodes:
+            check_keys(cls, {k: v for k, v in values.items() if (k in copied) == interpolated}, path)
+    for path, cls, (values, _) in nodes:
+        if not unknown_ok:
+            check_unknown(cls, values, path)
+    for path, cls, (values, _) in nodes:
+        check_cross(cls, values, path)
+
+
+def _values(node: DictConfig, path: str) -> tuple[dict[str, Any], set[str]]:
+    """A component node's present values, as plain data, and which of them are interpolations."""
+    values, copied = {}, set()
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            continue
+        try:
+            value = node[key]
+            values[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) \
+                else value
+        except OmegaConfBaseException as e:  # an interpolation that does not resolve
+            raise ConfigError(f"{path}.{key}: {str(e).strip().splitlines()[0]}") from None
+        if OmegaConf.is_interpolation(node, key):
+            copied.add(key)
+    return values, copied
+
+
+def component_class(node: DictConfig, path: str) -> type:
+    """The class a node's ``_target_`` names (imported, never instantiated)."""
+    try:
+        return get_class(node._target_)
+    except Exception as e:  # not importable here (a missing extra), or not a class
+        raise ConfigError(f"{path}._target_: cannot use {node._target_}: {str(e).strip().splitlines()[0]}") from None
+
+
+def components(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """(path, node) of every node of ``cfg`` that names a class by ``_target_``, outer ones first."""
+    def walk(node: Any, path: str) -> Iterator[tuple[str, DictConfig]]:
+        if isinstance(node, dict):
+            if "_target_" in node:
+                yield path, OmegaConf.select(cfg, path)
+            for key, value in node.items():
+                yield from walk(value, f"{path}.{key}" if path else str(key))
+
+    yield from walk(OmegaConf.to_container(cfg, resolve=False), "")
+
+
+def rule_of(cfg: DictConfig, key: str, rules: dict[str, Rule]) -> Rule | None:
+    """The rule that :func:`validate` checks ``key`` of ``cfg`` with (``None``: nothing declares it)."""
+    if key in rules:
+        return rules[key]
+    for path, node in components(cfg):
+        if key.startswith(f"{path}.") and "." not in key[len(path) + 1:]:
+            return (declared_keys(component_class(node, path)) or {}).get(key[len(path) + 1:])
+    return None

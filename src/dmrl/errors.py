@@ -12,7 +12,9 @@ class ConfigError(DmrlError):
 
 
 def require(key: str, ok: bool, allowed: str, value: object) -> None:
-    """A constructor's check of one config value: ``ConfigError("<key> must be <allowed>, got <value>")``."""
+    """A constructor's check of what it meets only at run time (the meta-optimizer it is handed):
+    ``ConfigError("<key> must be <allowed>, got <value>")``. A key's own type and range is declared
+    with its class instead (``KEYS``, :mod:`dmrl.keys`)."""
     if not ok:
         raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 

@@ -14,6 +14,8 @@ A learner (``algos/*.py``) is a class with
   turns them into ``state_dict`` / ``load_state_dict``);
 - ``HEADLINE``: the metrics shown first (progress line, end-of-run line);
 - ``STEP_SIZE_KEYS``: the config keys a diverged run's advice tells the user to lower;
+- ``KEYS``: the rules of its config keys (``algo.*``; :mod:`dmrl.keys`), checked before any work
+  (as are those of every class a config names: env, tasks, policy, meta-optimizer, baseline);
 - ``FILMS``: whether ``dmrl-eval video=true`` can film its adaptation;
 - ``memory_estimate(obs_dim, act_dim, horizon, **policy_and_algo_keys)``: bytes one
   meta-iteration holds, checked before anything is allocated.

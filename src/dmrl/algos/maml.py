@@ -23,7 +23,8 @@ from torch import Tensor
 
 from dmrl.algos.maml_curvature import MAMLProducts, maml_products
 from dmrl.baselines.linear import LinearFeatureBaseline
-from dmrl.errors import ConfigError, require
+from dmrl.errors import ConfigError
+from dmrl.keys import BOOL, COMPONENT, PROBABILITY, CrossCheck, Rule, int_at_least, is_num, one_of
 from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
@@ -39,6 +40,9 @@ from dmrl.tasks.distributions import TaskDistribution, Tasks
 INNER_ESTIMATORS = ("vpg", "lvc")
 # outer rules MAML's objective fits: TRPO's trust region, or Adam steps on the (clipped) surrogate
 OUTER_KINDS = ("trust_region", "gradient")
+INNER_LR = Rule(lambda v: (is_num(v) and v > 0) or (isinstance(v, (list, tuple)) and len(v) >= 1
+                                                     and all(is_num(x) and x > 0 for x in v)),
+                "a number > 0, or a list of numbers > 0 (one per inner step)")
 
 
 class MAML(DeclaredState):
@@ -48,6 +52,25 @@ class MAML(DeclaredState):
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
     STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl")
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "meta_batch_size": int_at_least(1),
+        "fast_batch_size": int_at_least(1),
+        "inner_steps": int_at_least(1),
+        "inner_lr": INNER_LR,
+        "first_order": BOOL,
+        "gamma": PROBABILITY,
+        "gae_lambda": PROBABILITY,
+        "normalize_advantages": BOOL,
+        "inner_estimator": one_of(INNER_ESTIMATORS),
+        "baseline": COMPONENT,
+    }
+    CROSS_CHECKS = (
+        CrossCheck(("inner_lr", "inner_steps"),
+                   lambda inner_lr, inner_steps: is_num(inner_lr) or len(inner_lr) == inner_steps,
+                   "{at}inner_lr must be a number > 0 or a list of {inner_steps} numbers > 0 (one per inner step), "
+                   "got {inner_lr!r}"),
+    )
 
     @staticmethod
     def memory_estimate(obs_dim: int, act_dim: int, horizon: int, hidden_sizes: list[int], *, meta_batch_size: int,
@@ -83,16 +106,7 @@ class MAML(DeclaredState):
         if getattr(meta_optimizer, "KIND", None) not in OUTER_KINDS:
             raise ConfigError(f"algo={type(self).__name__.lower()} needs meta_optimizer=trpo, adam or adam_clip "
                               "(meta_optimizer=ppo is RL²'s minibatch update with a value loss)")
-        require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
-        require("algo.fast_batch_size", fast_batch_size >= 1, "an integer >= 1", fast_batch_size)
-        require("algo.inner_steps", inner_steps >= 1, "an integer >= 1", inner_steps)
         lrs = list(inner_lr) if isinstance(inner_lr, Sequence) else [inner_lr] * int(inner_steps)
-        require("algo.inner_lr", len(lrs) == inner_steps and all(lr > 0 for lr in lrs),
-                f"a number > 0 or a list of {inner_steps} numbers > 0 (one per inner step)", inner_lr)
-        require("algo.gamma", 0 <= gamma <= 1, "a float in [0, 1]", gamma)
-        require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a float in [0, 1]", gae_lambda)
-        require("algo.inner_estimator", inner_estimator in INNER_ESTIMATORS, f"one of {', '.join(INNER_ESTIMATORS)}",
-                inner_estimator)
         self.policy, self.baseline, self.sampler = policy, baseline, sampler
         self.meta_optimizer, self.tasks, self.task_rng = meta_optimizer, tasks, task_rng
         self.meta_batch_size, self.fast_batch_size = int(meta_batch_size), int(fast_batch_size)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from dmrl.algos.maml import MAML
 from dmrl.errors import require
+from dmrl.keys import Rule, is_num
 from dmrl.learner import AdaptationResult, MetaTestBudget
 from dmrl.policies.gaussian_mlp import Params
 from dmrl.tasks.distributions import Tasks
@@ -27,11 +28,12 @@ from dmrl.tasks.distributions import Tasks
 
 class MetaSGD(MAML):
     STEP_SIZE_KEYS = ("meta_optimizer.max_kl", "meta_optimizer.lr")
+    KEYS = {"inner_lr": Rule(lambda v: is_num(v) and v > 0, "one number > 0 (Meta-SGD learns one step size per "
+                             "parameter, shared by the inner steps, and starts it there)")}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        require("algo.inner_lr", len(set(self.inner_lrs)) == 1, "one number (Meta-SGD learns one step size per "
-                "parameter, shared by the inner steps, and starts it there)", kwargs.get("inner_lr"))
+        # the optimizer it is handed, not a key of its own: checked where the two meet
         fraction = getattr(self.meta_optimizer, "fvp_subsample", 1.0)  # (TRPO's; Adam takes no curvature)
         require("meta_optimizer.fvp_subsample", fraction == 1,
                 "1.0 for algo=meta_sgd (its curvature is computed by autograd over every episode)", fraction)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from dmrl.algos.maml import MAML
 from dmrl.errors import require
+from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE
 from dmrl.policies.gaussian_mlp import Params
 from dmrl.rl.returns import masked_mean
 from dmrl.samplers.episodes import Episodes
@@ -35,12 +36,12 @@ def adapt_kl_coef(coef: Tensor, kl: Tensor, target: float) -> Tensor:
 
 class ProMP(MAML):
     STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.lr")
+    KEYS = {"kl_coef": NON_NEGATIVE, "adaptive_kl": BOOL, "kl_target": POSITIVE}  # and MAML's
 
     def __init__(self, *args, kl_coef: float = 5e-4, adaptive_kl: bool = False, kl_target: float = 1e-2,
                  inner_estimator: str = "lvc", **kwargs) -> None:
         super().__init__(*args, inner_estimator=inner_estimator, **kwargs)
-        require("algo.kl_coef", kl_coef >= 0, "a number >= 0", kl_coef)
-        require("algo.kl_target", kl_target > 0, "a number > 0", kl_target)
+        # the optimizer it is handed, not a key of its own: checked where the two meet
         require("meta_optimizer", self.meta_optimizer.KIND == "gradient", "adam_clip or adam (ProMP takes Adam steps "
                 "on its clipped objective)", type(self.meta_optimizer).__name__)
         self.adaptive_kl, self.kl_target = bool(adaptive_kl), float(kl_target)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmrl.errors import ConfigError, require
+from dmrl.errors import ConfigError
+from dmrl.keys import BOOL, POSITIVE, PROBABILITY, int_at_least, optional
 from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.ppo import PPO
 from dmrl.policies.recurrent import RecurrentPolicy
@@ -31,6 +32,17 @@ class RL2(DeclaredState):
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt", "meta_train/trial_return")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
     STEP_SIZE_KEYS = ("meta_optimizer.lr",)
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "meta_batch_size": int_at_least(1),
+        "trials_per_task": int_at_least(1),
+        "episodes_per_trial": int_at_least(1),
+        "gamma": PROBABILITY,
+        "gae_lambda": PROBABILITY,
+        "normalize_advantages": BOOL,
+        "reward_scale": POSITIVE,
+        "tbptt": optional(int_at_least(1), "whole trials"),
+    }
 
     @staticmethod
     def memory_estimate(obs_dim: int, act_dim: int, horizon: int, hidden_size: int, *, meta_batch_size: int,
@@ -62,13 +74,6 @@ class RL2(DeclaredState):
     ) -> None:
         if getattr(meta_optimizer, "KIND", None) != "minibatch":
             raise ConfigError("algo=rl2 needs meta_optimizer=ppo")
-        require("algo.meta_batch_size", meta_batch_size >= 1, "an integer >= 1", meta_batch_size)
-        require("algo.trials_per_task", trials_per_task >= 1, "an integer >= 1", trials_per_task)
-        require("algo.episodes_per_trial", episodes_per_trial >= 1, "an integer >= 1", episodes_per_trial)
-        require("algo.gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma)
-        require("algo.gae_lambda", 0 <= gae_lambda <= 1, "a number in [0, 1]", gae_lambda)
-        require("algo.reward_scale", reward_scale > 0, "a number > 0", reward_scale)
-        require("algo.tbptt", tbptt is None or tbptt >= 1, "null or an integer >= 1", tbptt)
         self.policy, self.sampler, self.meta_optimizer = policy, sampler, meta_optimizer
         self.tasks, self.task_rng = tasks, task_rng
         self.meta_batch_size, self.trials_per_task = int(meta_batch_size), int(trials_per_task)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dmrl.keys import POSITIVE, int_at_least
+
 
 class LinearFeatureBaseline:
+    KEYS = {"reg_coeff": POSITIVE, "max_tries": int_at_least(1)}  # dmrl.keys
+
     def __init__(self, reg_coeff: float = 1e-5, max_tries: int = 5) -> None:
         self.reg_coeff = reg_coeff
         self.max_tries = max_tries

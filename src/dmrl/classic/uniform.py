@@ -20,6 +20,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import SEED
 from dmrl.learner import AdaptationResult, MetaTestBudget
 from dmrl.samplers.batched import SeededSampler
 from dmrl.tasks.distributions import Tasks
@@ -35,6 +36,7 @@ class UniformPolicy:
     seeded together from one number as every learner's sampler is."""
 
     FILMS = False  # dmrl-eval video=true films gradient-based adaptation; there is none here
+    KEYS = {"seed": SEED}  # dmrl.keys; the env is given at run time (conf/policy/random.yaml: _partial_)
 
     def __init__(self, env: BatchedEnv, seed: int = 0) -> None:
         if env.num_actions is None:

@@ -225,7 +225,8 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
                 fail(prog, explain(e, culprit, compose, config_name, others))
             _check_added_keys(prog, compose, config_name, variant)
             try:
-                validate(cfg, rules)
+                # a resume's added keys are its checkpoint's (they are checked there: dmrl.cli.train)
+                validate(cfg, rules, source="command line", unknown_ok=_resumes(variant))
                 try:
                     full = compose(config_name=config_name, overrides=[*variant, *hydra_keys], return_hydra_config=True)
                 except (HydraException, OmegaConfBaseException, ValueError):
@@ -244,7 +245,7 @@ def _check_added_keys(prog: str, compose: Callable, config_name: str, variant: l
     the checkpoint's config decides (:func:`dmrl.cli.train.resume_config`)."""
     added = [o for o in variant if o.startswith("+") and not o.lstrip("+").startswith("hydra")
              and not (CONF_DIR / o.lstrip("+").split("=", 1)[0].replace(".", "/")).is_dir()]
-    if not added or any(o.split("=", 1)[0] == "resume" and o.split("=", 1)[1] not in ("", "null") for o in variant):
+    if not added or _resumes(variant):
         return
     base = compose(config_name=config_name, overrides=[o for o in variant if o not in added])
     for o in added:
@@ -255,6 +256,11 @@ def _check_added_keys(prog: str, compose: Callable, config_name: str, variant: l
 
 
 _ABSENT = object()
+
+
+def _resumes(variant: list[str]) -> bool:
+    """Whether the command line continues a checkpoint (``resume=PATH``)."""
+    return any(o.split("=", 1)[0] == "resume" and o.split("=", 1)[1] not in ("", "null") for o in variant)
 
 
 def _culprit(compose: Callable, config_name: str, variant: list[str]) -> str | None:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import int_at_least
 from dmrl.tasks.distributions import Tasks
 
 
@@ -65,10 +66,9 @@ class Bandit(DiscreteEnv):
     """
 
     obs_dim = 1
+    KEYS = {"arms": int_at_least(2), "horizon": None}  # (dmrl.keys) its horizon is 1, not a key
 
     def __init__(self, arms: int = 5, device: str | torch.device = "cpu") -> None:
-        if isinstance(arms, bool) or not isinstance(arms, int) or arms < 2:
-            raise ConfigError(f"env.arms must be an integer >= 2, got {arms!r}")
         # One pull per episode: RL²'s trial of n pulls is n one-step episodes (section 3.1).
         super().__init__(horizon=1, num_actions=arms, device=device)
         self.arms = arms

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmrl.errors import ConfigError
+from dmrl.keys import int_at_least
 from dmrl.tasks.distributions import Tasks
 
 
@@ -36,10 +36,10 @@ class BatchedEnv(ABC):
     act_dim: int  # continuous: action dimensions; discrete: 1
     horizon: int
     num_actions: int | None = None  # discrete envs: actions are integers in [0, num_actions), shape [N, B]
+    # Config keys of every family (dmrl.keys); each adds its own. ``device`` is the run's, given by dmrl.build
+    KEYS = {"horizon": int_at_least(1)}
 
     def __init__(self, horizon: int, device: str | torch.device = "cpu") -> None:
-        if int(horizon) < 1:
-            raise ConfigError(f"env.horizon must be an integer >= 1, got {horizon}")
         self.horizon = int(horizon)
         self.device = torch.device(device)
         self.rng = np.random.default_rng(0)

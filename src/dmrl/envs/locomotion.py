@@ -45,20 +45,13 @@ Rewards (``a``: the action clipped to the actuators' range [-1, 1]):
 
 from __future__ import annotations
 
-import numbers
-
 import mujoco
 import numpy as np
 
 from dmrl.envs.mujoco_base import MujocoEnv, load_model
 from dmrl.errors import ConfigError
+from dmrl.keys import NON_NEGATIVE
 from dmrl.tasks.distributions import Tasks
-
-
-def _weight(key: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ConfigError(f"env.{key} must be a number >= 0, got {value!r}")
-    return float(value)
 
 
 def _ctrl_cost(weight: float, action: np.ndarray) -> np.ndarray:
@@ -75,10 +68,11 @@ class HalfCheetah(MujocoEnv):
     frame_skip = 5
     reset_noise_scale = 0.1
     qvel_noise = "normal"
+    KEYS = {"ctrl_cost_weight": NON_NEGATIVE}  # (dmrl.keys) and MujocoEnv's
 
     def __init__(self, horizon: int = 200, ctrl_cost_weight: float = 0.05, device: str = "cpu",
                  nthread: int | None = None) -> None:
-        self.ctrl_cost_weight = _weight("ctrl_cost_weight", ctrl_cost_weight)
+        self.ctrl_cost_weight = float(ctrl_cost_weight)
         super().__init__(horizon, device, nthread)
 
     def observe(self, f):
@@ -133,12 +127,13 @@ class Ant(MujocoEnv):
     outputs = ("xpos", "cfrc_ext")
     healthy_z_range = (0.2, 1.0)  # torso height (m), inclusive
     contact_force_range = (-1.0, 1.0)
+    KEYS = {"ctrl_cost_weight": NON_NEGATIVE, "contact_cost_weight": NON_NEGATIVE, "healthy_reward": NON_NEGATIVE}
 
     def __init__(self, horizon: int = 200, ctrl_cost_weight: float = 0.005, contact_cost_weight: float = 5e-4,
                  healthy_reward: float = 1.0, device: str = "cpu", nthread: int | None = None) -> None:
-        self.ctrl_cost_weight = _weight("ctrl_cost_weight", ctrl_cost_weight)
-        self.contact_cost_weight = _weight("contact_cost_weight", contact_cost_weight)
-        self.healthy_reward = _weight("healthy_reward", healthy_reward)
+        self.ctrl_cost_weight = float(ctrl_cost_weight)
+        self.contact_cost_weight = float(contact_cost_weight)
+        self.healthy_reward = float(healthy_reward)
         super().__init__(horizon, device, nthread)
 
     def build_model(self):
@@ -209,11 +204,12 @@ class PlanarWalker(MujocoEnv):
     frame_skip = 4
     reset_noise_scale = 5e-3
     qvel_noise = "uniform"
+    KEYS = {"ctrl_cost_weight": NON_NEGATIVE, "healthy_reward": NON_NEGATIVE}  # (dmrl.keys) and MujocoEnv's
 
     def __init__(self, horizon: int = 200, ctrl_cost_weight: float = 1e-3, healthy_reward: float = 1.0,
                  device: str = "cpu", nthread: int | None = None) -> None:
-        self.ctrl_cost_weight = _weight("ctrl_cost_weight", ctrl_cost_weight)
-        self.healthy_reward = _weight("healthy_reward", healthy_reward)
+        self.ctrl_cost_weight = float(ctrl_cost_weight)
+        self.healthy_reward = float(healthy_reward)
         super().__init__(horizon, device, nthread)
 
     def count_tasks(self, tasks: Tasks) -> int:

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import int_at_least, optional
 from dmrl.tasks.distributions import Tasks
 
 ASSETS = Path(gymnasium.__file__).resolve().parent / "envs" / "mujoco" / "assets"
@@ -98,11 +99,10 @@ class MujocoEnv(BatchedEnv):
     qvel_noise: str  # "normal": s * N(0, 1) | "uniform": U[-s, s]
     outputs: tuple[str, ...] = ()  # derived MjData fields the subclass reads, e.g. ("xpos",)
     task_keys: tuple[str, ...] = ()  # keys the env reads from a task batch
+    KEYS = {"nthread": optional(int_at_least(1), "one per CPU this process may use")}  # (dmrl.keys) and horizon
 
     def __init__(self, horizon: int = 200, device: str | torch.device = "cpu", nthread: int | None = None) -> None:
         super().__init__(horizon, device)
-        if nthread is not None and (isinstance(nthread, bool) or not isinstance(nthread, int) or nthread < 1):
-            raise ConfigError(f"env.nthread must be null or an integer >= 1, got {nthread!r}")
         self.nthread = nthread or default_threads()
         self.model = self.build_model()
         self.dt = float(self.model.opt.timestep) * self.frame_skip

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE, one_of
 from dmrl.tasks.distributions import Tasks
 
 REWARDS = ("distance", "squared_distance")
@@ -33,12 +34,11 @@ REWARDS = ("distance", "squared_distance")
 class PointNav(BatchedEnv):
     obs_dim = 2
     act_dim = 2
+    KEYS = {"max_action": POSITIVE, "goal_radius": NON_NEGATIVE, "reward": one_of(REWARDS), "normalize_actions": BOOL}
 
     def __init__(self, horizon: int = 100, max_action: float = 0.1, goal_radius: float = 0.01,
                  reward: str = "distance", normalize_actions: bool = False, device: str = "cpu") -> None:
         super().__init__(horizon, device)
-        if reward not in REWARDS:
-            raise ConfigError(f"env.reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         self.squared = reward == "squared_distance"
         self.max_action = float(max_action)
         self.normalize_actions = bool(normalize_actions)

@@ -9,26 +9,22 @@ is always False and the sampler stops at the horizon.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor
 
 from dmrl.envs.bandit import DiscreteEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import NON_NEGATIVE, int_at_least
 from dmrl.tasks.distributions import Tasks
 
 
 class TabularMDP(DiscreteEnv):
     """``states`` states, ``actions`` actions; tasks ``{"reward_mean": [N, S, A], "transitions": [N, S, A, S]}``."""
 
+    KEYS = {"states": int_at_least(1), "actions": int_at_least(2), "reward_std": NON_NEGATIVE}  # and horizon
+
     def __init__(self, states: int = 10, actions: int = 5, horizon: int = 10, reward_std: float = 1.0,
                  device: str | torch.device = "cpu") -> None:
-        for key, value in (("states", states), ("actions", actions)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"env.{key} must be an integer >= 1, got {value!r}")
-        if isinstance(reward_std, bool) or not isinstance(reward_std, numbers.Real) or not reward_std >= 0:
-            raise ConfigError(f"env.reward_std must be a number >= 0, got {reward_std!r}")
         super().__init__(horizon=horizon, num_actions=actions, device=device)
         self.states, self.actions, self.reward_std = states, actions, float(reward_std)
         self.obs_dim = states

@@ -14,20 +14,24 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dmrl.errors import NonFiniteError, require
+from dmrl.errors import NonFiniteError
+from dmrl.keys import POSITIVE, float_in, int_at_least, optional
 from dmrl.optim.trpo import Gradient, Objective, VectorProduct
 
 
 class AdamOuter:
     KIND = "gradient"  # what a learner may ask of it: a loss to descend, no curvature products
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "lr": POSITIVE,
+        "steps": int_at_least(1),
+        "clip": optional(float_in(0, 1, lo_open=True, hi_open=True), "no clipping"),
+        "max_grad_norm": optional(POSITIVE, "no clipping"),
+        "adam_eps": POSITIVE,
+    }
 
     def __init__(self, lr: float = 1e-3, steps: int = 1, clip: float | None = None,
                  max_grad_norm: float | None = None, adam_eps: float = 1e-8) -> None:
-        require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
-        require("meta_optimizer.steps", steps >= 1, "an integer >= 1", steps)
-        require("meta_optimizer.clip", clip is None or 0 < clip < 1, "null (no clipping) or a number in (0, 1)", clip)
-        require("meta_optimizer.max_grad_norm", max_grad_norm is None or max_grad_norm > 0, "null or a number > 0",
-                max_grad_norm)
         self.lr, self.steps = float(lr), int(steps)
         self.clip = None if clip is None else float(clip)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from dmrl.errors import require
+from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE, float_in, int_at_least
 from dmrl.rl.returns import masked_mean
 
 # evaluate(columns [m]) -> (log_probs [T, m], entropy [T, m], values [T, m])
@@ -30,6 +30,20 @@ def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tens
 
 class PPO:
     KIND = "minibatch"  # minibatches of whole sequences with a value loss (RL²): ``update(evaluate, ...)``
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "lr": POSITIVE,
+        "epochs": int_at_least(1),
+        "minibatches": int_at_least(1),
+        "clip": float_in(0, 1, lo_open=True, hi_open=True),
+        "value_coef": NON_NEGATIVE,
+        "entropy_coef": NON_NEGATIVE,
+        "max_grad_norm": POSITIVE,
+        "anneal_lr": BOOL,
+        "anneal_iterations": int_at_least(1),
+        "anneal_entropy": BOOL,
+        "adam_eps": POSITIVE,
+    }
 
     def __init__(
         self,
@@ -45,14 +59,6 @@ class PPO:
         anneal_entropy: bool = False,
         adam_eps: float = 1e-5,
     ) -> None:
-        require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
-        require("meta_optimizer.epochs", epochs >= 1, "an integer >= 1", epochs)
-        require("meta_optimizer.minibatches", minibatches >= 1, "an integer >= 1", minibatches)
-        require("meta_optimizer.clip", clip is not None and 0 < clip < 1, "a number in (0, 1)", clip)
-        require("meta_optimizer.value_coef", value_coef >= 0, "a number >= 0", value_coef)
-        require("meta_optimizer.entropy_coef", entropy_coef >= 0, "a number >= 0", entropy_coef)
-        require("meta_optimizer.max_grad_norm", max_grad_norm > 0, "a number > 0", max_grad_norm)
-        require("meta_optimizer.anneal_iterations", anneal_iterations >= 1, "an integer >= 1", anneal_iterations)
         self.lr, self.epochs, self.minibatches = float(lr), int(epochs), int(minibatches)
         self.clip, self.value_coef, self.entropy_coef = float(clip), float(value_coef), float(entropy_coef)
         self.max_grad_norm = float(max_grad_norm)

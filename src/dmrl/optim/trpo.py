@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from dmrl.errors import NonFiniteError, require
+from dmrl.errors import NonFiniteError
+from dmrl.keys import NON_NEGATIVE, POSITIVE, float_in, int_at_least
 from dmrl.optim.conjugate_gradient import conjugate_gradient
 
 Objective = Callable[[bool], tuple[Tensor, Tensor]]
@@ -37,6 +38,15 @@ def kl_hessian_vector_product(kl: Tensor, params: Sequence[Tensor]) -> VectorPro
 class TRPO:
     KIND = "trust_region"  # takes curvature products (fvp) and a hand-computed gradient where a learner has them
     clip = None  # the surrogate it steps on is the plain importance-weighted one
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "max_kl": POSITIVE,
+        "cg_iters": int_at_least(1),
+        "cg_damping": NON_NEGATIVE,
+        "ls_max_steps": int_at_least(1),
+        "ls_backtrack_ratio": float_in(0, 1, lo_open=True, hi_open=True),
+        "fvp_subsample": float_in(0, 1, lo_open=True),
+    }
 
     def __init__(
         self,
@@ -47,9 +57,6 @@ class TRPO:
         ls_backtrack_ratio: float = 0.8,
         fvp_subsample: float = 1.0,
     ) -> None:
-        require("meta_optimizer.max_kl", max_kl > 0, "> 0", max_kl)
-        require("meta_optimizer.ls_backtrack_ratio", 0 < ls_backtrack_ratio < 1, "in (0, 1)", ls_backtrack_ratio)
-        require("meta_optimizer.fvp_subsample", 0 < fvp_subsample <= 1, "in (0, 1]", fvp_subsample)
         self.max_kl = float(max_kl)
         # Fraction of the batch the curvature products see (Schulman's TRPO used 10%); the
         # algorithm that builds the products applies it, the gradient always uses every sample.

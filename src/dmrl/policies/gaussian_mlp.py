@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dmrl.errors import ConfigError
+from dmrl.keys import NUMBER, POSITIVE, int_at_least, list_of, one_of
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": F.elu, "gelu": F.gelu}
 
@@ -38,6 +38,14 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor, batched: bool) -> Tensor:
 class GaussianMLPPolicy(nn.Module):
     """``pi(a|s) = N(mu_theta(s), diag(exp(log_std)^2))`` (Finn et al. 2017 use [100, 100] ReLU)."""
 
+    # Its config keys (dmrl.keys); obs_dim and act_dim are the env's, given by the learner's build
+    KEYS = {
+        "hidden_sizes": list_of(int_at_least(1), "a list of integers >= 1, e.g. [64,64] ([]: a linear policy)"),
+        "activation": one_of(sorted(ACTIVATIONS)),
+        "init_std": POSITIVE,
+        "min_log_std": NUMBER,
+    }
+
     def __init__(
         self,
         obs_dim: int,
@@ -48,8 +56,6 @@ class GaussianMLPPolicy(nn.Module):
         min_log_std: float = math.log(1e-6),
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"policy.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.activation = ACTIVATIONS[activation]
         self.min_log_std = min_log_std

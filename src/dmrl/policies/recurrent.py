@@ -16,23 +16,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dmrl.errors import ConfigError
+from dmrl.keys import BOOL, NUMBER, POSITIVE, int_at_least, one_of
 
 _LOG_2PI_E = math.log(2 * math.pi * math.e)
 CRITICS = ("shared", "separate")
 
 
 class RecurrentPolicy(nn.Module):
+    # Its config keys (dmrl.keys); obs_dim, act_dim and num_actions are the env's, given by RL2.build
+    KEYS = {
+        "hidden_size": int_at_least(1),
+        "init_std": POSITIVE,
+        "critic": one_of(CRITICS),
+        "update_gate_bias": NUMBER,
+        "prev_obs": BOOL,
+    }
+
     def __init__(self, obs_dim: int, act_dim: int, num_actions: int | None = None, hidden_size: int = 256,
                  init_std: float = 1.0, critic: str = "shared", update_gate_bias: float = 0.0,
                  prev_obs: bool = False) -> None:
         super().__init__()
-        if int(hidden_size) < 1:
-            raise ConfigError(f"policy.hidden_size must be an integer >= 1, got {hidden_size}")
-        if init_std <= 0:
-            raise ConfigError(f"policy.init_std must be > 0, got {init_std}")
-        if critic not in CRITICS:
-            raise ConfigError(f"policy.critic must be one of {', '.join(CRITICS)}, got {critic!r}")
         self.obs_dim, self.act_dim, self.num_actions = obs_dim, act_dim, num_actions
         self.discrete = num_actions is not None
         self.action_features = num_actions if self.discrete else act_dim

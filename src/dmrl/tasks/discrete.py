@@ -7,35 +7,23 @@ N(1, 1) and a next-state distribution from a flat Dirichlet.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from dmrl.errors import ConfigError
+from dmrl.keys import FINITE, CrossCheck, float_in, int_at_least, number_above, number_at_least
 from dmrl.tasks.distributions import Tasks, TaskStream
-
-
-def _int_at_least(key: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigError(f"tasks.{key} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _number(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ConfigError(f"tasks.{key} must be a finite number, got {value!r}")
-    return float(value)
 
 
 class BernoulliBandits(TaskStream):
     """``{"p": [n, arms]}``: each arm pays 1 with probability ``p ~ U[low, high]``, else 0 (RL² §3.1)."""
 
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {"arms": int_at_least(2), "low": float_in(0, 1), "high": float_in(0, 1)}  # probabilities
+    CROSS_CHECKS = (CrossCheck(("low", "high"), lambda low, high: low <= high,
+                               "{at}low must be <= {at}high, got low={low} high={high}"),)
+
     def __init__(self, arms: int, low: float = 0.0, high: float = 1.0) -> None:
-        self.arms = _int_at_least("arms", arms, 2)
-        self.low, self.high = _number("low", low), _number("high", high)
-        if not 0.0 <= self.low <= self.high <= 1.0:
-            raise ConfigError(f"tasks.low and tasks.high must satisfy 0 <= low <= high <= 1 (they are "
-                              f"probabilities), got low={low} high={high}")
+        self.arms = int(arms)
+        self.low, self.high = float(low), float(high)
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {"p": rng.uniform(self.low, self.high, size=(n, self.arms)).astype(np.float32)}
@@ -48,17 +36,20 @@ class RandomMDPs(TaskStream):
     The rows are normalised in float64 before the cast, so each float32 row sums to 1 up to rounding.
     """
 
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        "states": int_at_least(1),
+        "actions": int_at_least(1),
+        "reward_mean": FINITE,
+        "reward_mean_std": number_at_least(0, finite=True),
+        "dirichlet_alpha": number_above(0, finite=True),
+    }
+
     def __init__(self, states: int = 10, actions: int = 5, reward_mean: float = 1.0, reward_mean_std: float = 1.0,
                  dirichlet_alpha: float = 1.0) -> None:
-        self.states = _int_at_least("states", states, 1)
-        self.actions = _int_at_least("actions", actions, 1)
-        self.reward_mean = _number("reward_mean", reward_mean)
-        self.reward_mean_std = _number("reward_mean_std", reward_mean_std)
-        if self.reward_mean_std < 0:
-            raise ConfigError(f"tasks.reward_mean_std must be >= 0, got {reward_mean_std}")
-        self.dirichlet_alpha = _number("dirichlet_alpha", dirichlet_alpha)
-        if self.dirichlet_alpha <= 0:
-            raise ConfigError(f"tasks.dirichlet_alpha must be > 0, got {dirichlet_alpha}")
+        self.states, self.actions = int(states), int(actions)
+        self.reward_mean, self.reward_mean_std = float(reward_mean), float(reward_mean_std)
+        self.dirichlet_alpha = float(dirichlet_alpha)
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         S, A = self.states, self.actions

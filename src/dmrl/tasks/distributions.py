@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from dmrl.errors import ConfigError
+from dmrl.keys import NAME, CrossCheck, Rule, int_at_least, is_num
 
 Tasks = dict[str, np.ndarray]
 
@@ -51,15 +52,29 @@ class TaskStream:
         pass
 
 
+# a bound of a box: one number for every coordinate, or one per coordinate
+BOUND = Rule(lambda v: is_num(v) or (isinstance(v, (list, tuple)) and len(v) >= 1 and all(is_num(x) for x in v)),
+             "a number or a list of numbers (one per coordinate)")
+
+
 class UniformBox(TaskStream):
     """``task[key] ~ U[low, high]^dim`` (e.g. 2-D navigation goals, MAML section 5.3)."""
+
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {"key": NAME, "low": BOUND, "high": BOUND, "dim": int_at_least(1)}
+    CROSS_CHECKS = (
+        CrossCheck(("low", "dim"), lambda low, dim: is_num(low) or len(low) in (1, dim),
+                   "{at}low must be a number or a list of {dim} numbers (one per coordinate), got {low}"),
+        CrossCheck(("high", "dim"), lambda high, dim: is_num(high) or len(high) in (1, dim),
+                   "{at}high must be a number or a list of {dim} numbers (one per coordinate), got {high}"),
+        CrossCheck(("low", "high"), lambda low, high: bool(np.all(np.asarray(low) <= np.asarray(high))),
+                   "{at}low must be <= {at}high, got low={low} high={high}"),
+    )
 
     def __init__(self, key: str, low: float | Sequence[float], high: float | Sequence[float], dim: int) -> None:
         self.key, self.dim = key, dim
         self.low = np.broadcast_to(np.asarray(low, dtype=np.float64), (dim,)).copy()
         self.high = np.broadcast_to(np.asarray(high, dtype=np.float64), (dim,)).copy()
-        if np.any(self.low > self.high):
-            raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {self.key: rng.uniform(self.low, self.high, size=(n, self.dim)).astype(np.float32)}

@@ -5,23 +5,21 @@ Target velocities use :class:`~dmrl.tasks.distributions.UniformBox`; the others 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
-from dmrl.errors import ConfigError
+from dmrl.keys import NAME, NON_NEGATIVE, NUMBER, POSITIVE, list_of, one_of
 from dmrl.tasks.distributions import Tasks, TaskStream
 
 
 class Directions(TaskStream):
     """``task[key]`` drawn uniformly from ``values``, shape ``[n, 1]`` (MAML's forward/backward: ±1)."""
 
+    KEYS = {"key": NAME, "values": list_of(NUMBER, "a non-empty list of numbers", min_len=1)}  # dmrl.keys
+
     def __init__(self, key: str = "direction", values: Sequence[float] = (-1.0, 1.0)) -> None:
-        values = list(values)
-        if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-            raise ConfigError(f"tasks.values must be a non-empty list of numbers, got {values!r}")
-        self.key, self.values = key, np.asarray(values, dtype=np.float32)
+        self.key, self.values = key, np.asarray(list(values), dtype=np.float32)
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
         return {self.key: rng.choice(self.values, size=(n, 1))}
@@ -33,9 +31,9 @@ class Disk(TaskStream):
     Uniform in area: angle ``~ U[0, 2 pi)``, radius ``= R sqrt(U[0, 1])``.
     """
 
+    KEYS = {"key": NAME, "radius": NON_NEGATIVE}  # dmrl.keys
+
     def __init__(self, key: str = "goal", radius: float = 3.0) -> None:
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius >= 0:
-            raise ConfigError(f"tasks.radius must be a number >= 0, got {radius!r}")
         self.key, self.radius = key, float(radius)
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:
@@ -55,16 +53,16 @@ class DynamicsScales(TaskStream):
     """
 
     FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
+    # Its config keys (dmrl.keys); whether xml is one of gymnasium's models, loading it says
+    KEYS = {
+        "xml": NAME,
+        "fields": list_of(one_of(FIELDS), f"a non-empty subset of {list(FIELDS)}", min_len=1),
+        "base": POSITIVE,
+        "log_scale_limit": NON_NEGATIVE,
+    }
 
     def __init__(self, xml: str, fields: Sequence[str] = FIELDS, base: float = 1.5, log_scale_limit: float = 3.0) -> None:
         fields = list(fields)
-        unknown = [f for f in fields if f not in self.FIELDS]
-        if not fields or unknown:
-            raise ConfigError(f"tasks.fields must be a non-empty subset of {list(self.FIELDS)}, got {fields!r}")
-        if isinstance(base, bool) or not isinstance(base, numbers.Real) or not base > 0:
-            raise ConfigError(f"tasks.base must be a number > 0, got {base!r}")
-        if isinstance(log_scale_limit, bool) or not isinstance(log_scale_limit, numbers.Real) or not log_scale_limit >= 0:
-            raise ConfigError(f"tasks.log_scale_limit must be a number >= 0, got {log_scale_limit!r}")
         from dmrl.envs.mujoco_base import load_model  # mujoco only when this distribution is used
 
         model = load_model(xml)

@@ -14,19 +14,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmrl.errors import ConfigError
+from dmrl.keys import COMPONENT, SEED, int_at_least
 from dmrl.tasks.distributions import SPLITS, TaskDistribution, Tasks
 
 POOL_STREAM = 7  # the SeedSequence spawn key of pool draws (0 and 1 are the train / test streams)
 
 
 class TaskPool:
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {"distribution": COMPONENT, "train": int_at_least(1), "test": int_at_least(1), "seed": SEED}
+
     def __init__(self, distribution: TaskDistribution, train: int, test: int, seed: int = 0) -> None:
-        for key, value in (("tasks.train", train), ("tasks.test", test)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-            raise ConfigError(f"tasks.seed must be an integer in [0, 4294967295], got {seed!r}")
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(POOL_STREAM,)))
         everything = distribution.sample(train + test, rng)
         self.splits: dict[str, Tasks] = {

@@ -15,6 +15,7 @@ OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search"
 # Options that only fit RL² (discrete actions, the recurrent policy, PPO) are built with it.
 NEEDS_RL2 = {("env", "bandit"), ("env", "tabular_mdp"), ("tasks", "bandit"), ("tasks", "tabular_mdp"),
              ("policy", "gru"), ("meta_optimizer", "ppo")}
+NEEDS_PEARL = {("algo", "pearl"), ("meta_optimizer", "sac"), ("policy", "tanh_gaussian")}  # with a task pool
 
 
 def compose_train(overrides: list[str]):
@@ -35,6 +36,8 @@ def test_every_option_composes_and_builds(group, option):
         overrides.insert(0, f"env={option.removesuffix('_wide').removesuffix('_pool')}")
     if (group, option) in NEEDS_RL2:
         overrides.insert(0, "algo=rl2")
+    if (group, option) in NEEDS_PEARL:
+        overrides[:0] = ["env=point_robot", "algo=pearl"]
     cfg = compose_train(overrides)
     if (group, option) == ("policy", "random"):  # dmrl-eval's, nothing to train (tests/test_random_policy.py)
         with pytest.raises(Exception, match="nothing to train"):
@@ -43,7 +46,7 @@ def test_every_option_composes_and_builds(group, option):
     validate(cfg, TRAIN_RULES)
     parts = build(cfg)
     env = parts.algo.sampler.env  # the env the learner acts in (the oracle's carries the task in its observations)
-    assert parts.policy.obs_dim == env.obs_dim
+    assert parts.policy.obs_dim == env.obs_dim + getattr(parts.algo, "latent_dim", 0)  # PEARL's actor also reads z
     tasks = parts.tasks.sample(2, __import__("numpy").random.default_rng(0))
     obs = env.reset(tasks, 3)
     assert obs.shape == (2, 3, env.obs_dim)

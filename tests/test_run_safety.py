@@ -402,7 +402,7 @@ def test_help_and_version(tmp_path, cli_env):
     assert out.startswith("usage: dmrl-eval") and "adapt_steps=3" in out and "example:" in out
     assert "algo=" not in out and "Powered by Hydra" not in out  # eval's own keys only, not Hydra's page
     out = run(["dmrl-train", "--help"], tmp_path, cli_env).stdout
-    assert "algo=maml|meta_sgd|multitask|oracle|promp|rl2" in out and "checkpoint.every=50" in out and "example:" in out
+    assert "algo=maml|meta_sgd|multitask|oracle|pearl|promp|rl2" in out and "checkpoint.every=50" in out and "example:" in out
     from importlib import metadata
 
     out = run(["dmrl-report", "--help"], tmp_path, cli_env).stdout

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from dmrl.buffers.replay import TaskReplay
 from dmrl.envs.base import BatchedEnv
-from dmrl.errors import ConfigError, require
+from dmrl.errors import ConfigError
+from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE, PROBABILITY, CrossCheck, int_at_least, list_of
 from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy, mlp
@@ -150,8 +151,28 @@ def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tenso
 # --- the learner --------------------------------------------------------------------------------------
 class PEARL(DeclaredState):
     FILMS = False
-    HEADLINE = ("meta_train/return_prior", "meta_train/return_posterior")
+    HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")  # z from the prior / the posterior
     STEP_SIZE_KEYS = ("meta_optimizer.lr",)
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {
+        **{k: int_at_least(1) for k in ("latent_dim", "net_size", "meta_batch", "batch_size", "context_batch",
+                                        "num_train_steps", "num_tasks_sample", "num_exp_traj_eval", "replay_size")},
+        **{k: int_at_least(0) for k in ("num_initial_steps", "num_steps_prior", "num_steps_posterior",
+                                        "num_extra_rl_steps_posterior")},
+        "encoder_hidden": list_of(int_at_least(1), "a list of integers >= 1 (hidden layer widths)", min_len=1),
+        "context_next_obs": BOOL,
+        "dense_rl_reward": BOOL,
+        "reward_scale": POSITIVE,
+        "kl_lambda": NON_NEGATIVE,
+        "gamma": PROBABILITY,
+    }
+    CROSS_CHECKS = (
+        CrossCheck(("num_steps_prior", "num_steps_posterior", "num_extra_rl_steps_posterior"),
+                   lambda num_steps_prior, num_steps_posterior, num_extra_rl_steps_posterior:
+                   num_steps_prior > 0 or num_steps_posterior + num_extra_rl_steps_posterior == 0,
+                   "{at}num_steps_prior must be > 0 where posterior steps are collected (their posterior needs the "
+                   "iteration's prior context), got {num_steps_prior}"),
+    )
 
     def __init__(
         self,
@@ -190,20 +211,6 @@ class PEARL(DeclaredState):
         if not isinstance(tasks, TaskPool):
             raise ConfigError("algo=pearl needs a fixed task pool with train/test splits (e.g. env=point_robot, "
                               "env=sparse_point_robot, tasks=cheetah_vel_pool)")
-        for key, value in (("meta_batch", meta_batch), ("batch_size", batch_size), ("context_batch", context_batch),
-                           ("num_train_steps", num_train_steps), ("num_tasks_sample", num_tasks_sample),
-                           ("num_exp_traj_eval", num_exp_traj_eval), ("replay_size", replay_size)):
-            require(f"algo.{key}", value >= 1, "an integer >= 1", value)
-        for key, value in (("num_initial_steps", num_initial_steps), ("num_steps_prior", num_steps_prior),
-                           ("num_steps_posterior", num_steps_posterior),
-                           ("num_extra_rl_steps_posterior", num_extra_rl_steps_posterior)):
-            require(f"algo.{key}", value >= 0, "an integer >= 0", value)
-        require("algo.num_steps_prior", num_steps_prior > 0 or num_steps_posterior + num_extra_rl_steps_posterior == 0,
-                "> 0 where posterior steps are collected (their posterior needs the iteration's prior context)",
-                num_steps_prior)
-        require("algo.reward_scale", reward_scale > 0, "a number > 0", reward_scale)
-        require("algo.kl_lambda", kl_lambda >= 0, "a number >= 0", kl_lambda)
-        require("algo.gamma", 0 <= gamma <= 1, "a number in [0, 1]", gamma)
         self.policy, self.sampler, self.meta_optimizer, self.tasks = policy, sampler, meta_optimizer, tasks
         self.task_rng = task_rng
         self.encoder, self.qf1, self.qf2, self.vf = encoder, qf1, qf2, vf

@@ -21,17 +21,17 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
+from dmrl.keys import POSITIVE
 from dmrl.tasks.distributions import Tasks
 
 
 class PointRobot(BatchedEnv):
     obs_dim = 2
     act_dim = 2
+    KEYS = {"max_action": POSITIVE}  # and BatchedEnv's horizon
 
     def __init__(self, horizon: int = 20, max_action: float = 0.1, device: str = "cpu") -> None:
         super().__init__(horizon, device)
-        if not max_action > 0:
-            raise ConfigError(f"env.max_action must be a number > 0, got {max_action!r}")
         self.max_action = float(max_action)
         self.pos: Tensor | None = None  # [N, B, 2]
         self.goal: Tensor | None = None  # [N, 1, 2]
@@ -59,11 +59,10 @@ class PointRobot(BatchedEnv):
 
 
 class SparsePointRobot(PointRobot):
+    KEYS = {"goal_radius": POSITIVE}
     def __init__(self, horizon: int = 20, max_action: float = 0.1, goal_radius: float = 0.2,
                  device: str = "cpu") -> None:
         super().__init__(horizon, max_action, device)
-        if not goal_radius > 0:
-            raise ConfigError(f"env.goal_radius must be a number > 0, got {goal_radius!r}")
         self.goal_radius = float(goal_radius)
 
     def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:

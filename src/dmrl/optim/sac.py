@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dmrl.errors import require
+from dmrl.keys import NON_NEGATIVE, POSITIVE, float_in
 
 
 def q_target(rewards: Tensor, terminated: Tensor, next_v: Tensor, reward_scale: float, gamma: float) -> Tensor:
@@ -47,12 +47,10 @@ class SAC:
     the target network's Polyak rate, and the actor's L2 penalties."""
 
     KIND = "sac"
+    # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
+    KEYS = {"lr": POSITIVE, "tau": float_in(0, 1, lo_open=True), "mean_reg": NON_NEGATIVE, "std_reg": NON_NEGATIVE}
 
     def __init__(self, lr: float = 3e-4, tau: float = 0.005, mean_reg: float = 1e-3, std_reg: float = 1e-3) -> None:
-        require("meta_optimizer.lr", lr > 0, "a number > 0", lr)
-        require("meta_optimizer.tau", 0 < tau <= 1, "a number in (0, 1]", tau)
-        require("meta_optimizer.mean_reg", mean_reg >= 0, "a number >= 0", mean_reg)
-        require("meta_optimizer.std_reg", std_reg >= 0, "a number >= 0", std_reg)
         self.lr, self.tau, self.mean_reg, self.std_reg = float(lr), float(tau), float(mean_reg), float(std_reg)
 
     def state_dict(self) -> dict:

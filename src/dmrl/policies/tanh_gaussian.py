@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dmrl.keys import int_at_least, list_of
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the reference's clamp of the actor's log-std
 SQUASH_EPS = 1e-6
 
@@ -32,6 +34,9 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, final_init: float = 3e
 
 class TanhGaussianPolicy(nn.Module):
     """``a = tanh(u)``, ``u ~ N(mu(x), sigma(x))`` with ``x = [obs, z]``; actions in ``[-1, 1]``."""
+
+    # Its config keys (dmrl.keys; obs_dim and act_dim come from the env)
+    KEYS = {"hidden_sizes": list_of(int_at_least(1), "a list of integers >= 1 (hidden layer widths)", min_len=1)}
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (300, 300, 300)) -> None:
         super().__init__()

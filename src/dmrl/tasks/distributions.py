@@ -12,8 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dmrl.errors import ConfigError
-from dmrl.keys import NAME, CrossCheck, Rule, int_at_least, is_num
+from dmrl.keys import NAME, NUMBER, POSITIVE, CrossCheck, Rule, int_at_least, is_num
 
 Tasks = dict[str, np.ndarray]
 
@@ -84,9 +83,11 @@ class Arc(TaskStream):
     """Points on a circle of ``radius`` at angles ``~ U[low, high]`` (PEARL's sparse point robot:
     the upper half of the unit circle, ``[0, pi]``), as ``task[key] [n, 2]``."""
 
+    KEYS = {"key": NAME, "radius": POSITIVE, "low": NUMBER, "high": NUMBER}
+    CROSS_CHECKS = (CrossCheck(("low", "high"), lambda low, high: low <= high,
+                               "{at}low must be <= {at}high, got low={low} high={high}"),)
+
     def __init__(self, key: str = "goal", radius: float = 1.0, low: float = 0.0, high: float = float(np.pi)) -> None:
-        if low > high:
-            raise ConfigError(f"tasks.low must be <= tasks.high, got low={low} high={high}")
         self.key, self.radius, self.low, self.high = key, float(radius), float(low), float(high)
 
     def draw(self, n: int, rng: np.random.Generator) -> Tasks:

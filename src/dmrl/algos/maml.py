@@ -51,7 +51,7 @@ class MAML(DeclaredState):
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
-    STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl")
+    STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl", "meta_optimizer.lr")  # (those its config has)
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
     KEYS = {
         "meta_batch_size": int_at_least(1),

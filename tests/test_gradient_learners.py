@@ -314,7 +314,8 @@ def test_every_new_learner_evaluates_through_the_contract():
         from dmrl.evaluation import evaluate
 
         out = evaluate(parts, num_tasks=3, seed=0)
-        assert len(out["return_mean"]) == 2 and all(np.isfinite(out["return_mean"]))
+        points = 1 if algo == "oracle" else 2  # the oracle's end-of-run budget takes no inner step
+        assert len(out["return_mean"]) == points and all(np.isfinite(out["return_mean"]))
         json.dumps(out)  # eval.json / summary.json can hold it
 
 
@@ -343,3 +344,12 @@ def test_adam_rules_hand_gradient_equals_autograd_away_from_the_sampling_point(f
 def test_meta_sgd_takes_autograds_gradient():
     seen = capture(parts_for("algo=meta_sgd", "meta_optimizer=adam").algo)
     assert seen["gradient"] is None
+
+
+def test_eval_lr_scale_scales_every_test_step_and_the_oracle_needs_none():
+    algo = parts_for().algo
+    assert algo.step_sizes(2, later_lr_scale=0.5, lr_scale=0.1) == pytest.approx([0.01, 0.005])
+    oracle = parts_for("algo=oracle").algo
+    result = oracle.meta_test(oracle.sample_tasks(), oracle.final_budget())
+    assert result.returns.shape == (1, 3) and result.objective_name == "heldout/return_oracle"
+    assert result.objective(result.returns) == pytest.approx(result.returns[0])

@@ -91,6 +91,7 @@ EVAL_RULES: dict[str, Rule] = {
     "adapt_steps": Rule(lambda v: is_int(v) and 0 <= v <= MAX_ADAPT_STEPS,
                         f"an integer in [0, {MAX_ADAPT_STEPS}] (each step samples a fresh batch on every task)"),
     "later_lr_scale": POSITIVE,
+    "lr_scale": POSITIVE,
     "seed": SEED,
     "episodes": Rule(lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,

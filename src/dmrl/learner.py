@@ -47,6 +47,7 @@ class MetaTestBudget:
     steps: int | None = None  # gradient-based learners: inner steps (the curve has steps + 1 points)
     episodes: int | None = None  # episodes per task per step (MAML) or trials per task (RL²); None: the learner's own
     later_lr_scale: float = 1.0  # gradient-based learners: steps after the first are this times the training step
+    lr_scale: float = 1.0  # gradient-based learners: every test-time step times this (tuning a fine-tuned baseline)
     on_step: Callable[[int, int], None] | None = None  # progress: called after each point of the curve
 
 

@@ -325,22 +325,22 @@ class MAML(DeclaredState):
         return products
 
     # --- meta-test ---------------------------------------------------------------------------
-    def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list:
+    def step_sizes(self, steps: int, later_lr_scale: float = 1.0, lr_scale: float = 1.0) -> list:
         """Inner step sizes of ``steps`` test-time steps: training's (``inner_lr``; with one per
         step, the last repeats beyond them), the steps after the first times ``later_lr_scale``
         (the MAML paper evaluates with 0.1, then 0.05)."""
-        return [self.inner_lrs[min(k, self.inner_steps - 1)] * (1.0 if k == 0 else later_lr_scale)
+        return [self.inner_lrs[min(k, self.inner_steps - 1)] * (1.0 if k == 0 else later_lr_scale) * lr_scale
                 for k in range(steps)]
 
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
                          later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None,
-                         success: list | None = None) -> np.ndarray:
+                         success: list | None = None, lr_scale: float = 1.0) -> np.ndarray:
         """Mean episode return of each task after 0..``steps`` inner steps of the sizes
         :meth:`step_sizes` gives; ``on_step(k, steps)`` after each; where the env reports success,
         each point's success rate per task is appended to ``success``.  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
         p = self._detached(self.per_task(n))
-        lrs = self.step_sizes(steps, later_lr_scale)
+        lrs = self.step_sizes(steps, later_lr_scale, lr_scale)
         curve = []
         for k in range(steps + 1):
             ep = self.sampler.sample(tasks, p, episodes)
@@ -358,10 +358,10 @@ class MAML(DeclaredState):
         steps = self.inner_steps if budget.steps is None else int(budget.steps)
         success: list[np.ndarray] = []
         curve = self.adaptation_curve(tasks, steps, budget.episodes, budget.later_lr_scale, on_step=budget.on_step,
-                                      success=success)
+                                      success=success, lr_scale=budget.lr_scale)
         return AdaptationResult(axis="inner_step", returns=curve, objective_name="heldout/return_post_adapt",
                                 objective=lambda r: r[-1], success=np.stack(success) if success else None,
-                                extras={"step_sizes": self.step_sizes(steps, budget.later_lr_scale)})
+                                extras={"step_sizes": self.step_sizes(steps, budget.later_lr_scale, budget.lr_scale)})
 
     def final_budget(self) -> MetaTestBudget:
         """End of training: as many inner steps as training takes, of the training size."""

@@ -56,9 +56,9 @@ class MetaSGD(MAML):
     def hand_gradient_ok(self) -> bool:
         return False  # the products assume fixed step sizes
 
-    def step_sizes(self, steps: int, later_lr_scale: float = 1.0) -> list[Params]:
+    def step_sizes(self, steps: int, later_lr_scale: float = 1.0, lr_scale: float = 1.0) -> list[Params]:
         alpha = self.step_size(0)
-        return [{k: a * (1.0 if s == 0 else later_lr_scale) for k, a in alpha.items()} for s in range(steps)]
+        return [{k: a * (1.0 if s == 0 else later_lr_scale) * lr_scale for k, a in alpha.items()} for s in range(steps)]
 
     def alpha_stats(self) -> dict[str, float]:
         flat = torch.cat([a.detach().reshape(-1) for a in self.alpha])
@@ -72,7 +72,8 @@ class MetaSGD(MAML):
         result = super().meta_test(tasks, budget)
         # eval.json: the learned sizes' mean per test step (steps after the first scaled), not the tensors
         mean = self.alpha_stats()["meta_sgd/alpha_mean"]
-        scales = [1.0 if s == 0 else budget.later_lr_scale for s in range(len(result.extras["step_sizes"]))]
+        scales = [(1.0 if s == 0 else budget.later_lr_scale) * budget.lr_scale
+                  for s in range(len(result.extras["step_sizes"]))]
         result.extras["step_sizes"] = [mean * c for c in scales]
         return result
 

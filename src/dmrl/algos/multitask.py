@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from dmrl.algos.maml import MAML
 from dmrl.envs.task_observation import TaskInObservation, task_features
 from dmrl.errors import ConfigError
+from dmrl.learner import AdaptationResult, MetaTestBudget
+from dmrl.tasks.distributions import Tasks
 
 
 class MultiTask(MAML):
@@ -26,6 +28,16 @@ class MultiTask(MAML):
 
 class Oracle(MultiTask):
     FILMS = False  # the video recorder films the plain env, whose observations lack the task
+
+    def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
+        """The curve over inner steps as any MAML-family learner's; the objective is the return before
+        any step (the oracle knows the task: what a meta-learner's adaptation is measured against)."""
+        result = super().meta_test(tasks, budget)
+        result.objective_name, result.objective = "heldout/return_oracle", lambda r: r[0]
+        return result
+
+    def final_budget(self) -> MetaTestBudget:
+        return MetaTestBudget(steps=0)
 
     @classmethod
     def build(cls, cfg, env, device: torch.device, sampler_seed: int):

@@ -85,7 +85,8 @@ def checkpoint_job(cfg: DictConfig) -> dict:
         from dmrl.video import Recorder
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
-    budget = MetaTestBudget(steps=int(cfg.adapt_steps), episodes=cfg.episodes, later_lr_scale=float(cfg.later_lr_scale))
+    budget = MetaTestBudget(steps=int(cfg.adapt_steps), episodes=cfg.episodes, later_lr_scale=float(cfg.later_lr_scale),
+                            lr_scale=float(cfg.lr_scale))
     result = evaluate(parts, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget, recorder=recorder)
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)

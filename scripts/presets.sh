@@ -36,7 +36,7 @@ for name in "${NAMES[@]}"; do
     "hydra.run.dir=$OUT/eval_$name" > "$OUT/eval_$name.log" 2>&1 || echo "$name: dmrl-eval failed (see $OUT/eval_$name.log)"
 done
 "$BIN/python" - "$OUT" "${NAMES[@]}" <<'PY'
-import json, os, sys
+import json, os, re, sys
 out, names = sys.argv[1], sys.argv[2:]
 def curve(e):
     for key in ("return", "trajectory_return", "episode_return"):
@@ -50,8 +50,9 @@ for n in names:
         e = json.load(open(f"{out}/eval_{n}/eval.json"))
     except OSError as err:
         print(f"| {n} | missing: {err} |"); continue
-    wall = sum(float(open(f"{out}/{n}{x}").read().split(" s wall")[0]) for x in (".time", ".resume.time")
-               if os.path.exists(f"{out}/{n}{x}"))
+    # /usr/bin/time's line (after "Command exited with non-zero status N" where a run was interrupted)
+    wall = sum(float(m.group(1)) for x in (".time", ".resume.time") if os.path.exists(f"{out}/{n}{x}")
+               for m in [re.search(r"([0-9.]+) s wall", open(f"{out}/{n}{x}").read())] if m)
     m, c = curve(e)
     pts = ", ".join(f"{a:.1f} ± {b:.1f}" for a, b in zip(m, c))
     succ = ", ".join(f"{x:.2f}" for x in e["success_mean"]) if "success_mean" in e else "-"

@@ -14,10 +14,11 @@ tasks, and all episodes of a task, step together in one batched env. Then ``num_
 gradient steps on ``meta_batch`` train tasks with ``batch_size`` RL transitions and
 ``context_batch`` context transitions each.
 
-Meta-test: on each held-out task start from the prior, act deterministically, and after every
-trajectory infer the posterior from all transitions so far; the curve's x-axis is the trajectory
-index, the reported figure the return of the trajectory after ``num_exp_traj_eval`` exploration
-trajectories.
+Meta-test (the reference code's ``collect_paths``): on each held-out task the first
+``num_exp_traj_eval`` trajectories explore with ``z`` from the prior (a fresh sample each, so that
+they differ as the encoder's training context does), then the posterior of all transitions so far
+is inferred, and again after every later trajectory; actions are deterministic. The curve's x-axis
+is the trajectory index, the reported figure the return of the first trajectory after exploration.
 """
 
 from __future__ import annotations
@@ -359,15 +360,16 @@ class PEARL(DeclaredState):
 
     # --- meta-test ---------------------------------------------------------------------------------
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
-        """Per held-out task: trajectory 0 with ``z`` from the prior, each later one with ``z`` from
-        the posterior of every transition so far; deterministic actions; all tasks together."""
+        """Per held-out task: ``num_exp_traj_eval`` trajectories with ``z`` from the prior, each later
+        one with ``z`` from the posterior of every transition so far; deterministic actions; all
+        tasks together."""
         K = int(budget.episodes or self.num_exp_traj_eval + 1)
         n = len(next(iter(tasks.values())))
         dev = self.sampler.env.device
         returns, success, context, mask = [], [], None, None
         with torch.no_grad():
             for k in range(K):
-                if context is None:
+                if k < self.num_exp_traj_eval:  # exploration: z from the prior
                     z = torch.randn(n, 1, self.latent_dim, generator=self.generator)
                 else:
                     mu, var = self.encoder(context, mask)

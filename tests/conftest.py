@@ -41,13 +41,23 @@ def float64():
     torch.set_default_dtype(old)
 
 
-@pytest.fixture
-def cli_env(tmp_path):
-    """Environment for running the console scripts as a user would, in a scratch directory."""
+def _cli_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("HYDRA_FULL_ERROR", None)
     return env
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """Environment for running the console scripts as a user would, in a scratch directory."""
+    return _cli_env()
+
+
+@pytest.fixture(scope="module")
+def cli_env_module():
+    """The same for a module-scoped fixture (a reference run shared by a module's slow tests)."""
+    return _cli_env()
 
 
 def resume_equals_uninterrupted(make_parts, tmp_path, iterations: int = 3, cut: int = 1) -> tuple[dict, dict]:

@@ -66,16 +66,18 @@ def resume_equals_uninterrupted(make_parts, tmp_path, iterations: int = 3, cut: 
     and return both learners' states for the caller's own checks."""
     import json
 
-    from dmrl.loop import checkpoint_payload, restore, train
+    from dmrl.checkpoint import load_checkpoint
+    from dmrl.loop import restore, train
 
     kw = dict(checkpoint_every=10, checkpoint_keep=1, tensorboard=False, progress=False)
     full = make_parts()
     train(full, iterations=iterations, run_dir=tmp_path / "full", **kw)
     part = make_parts()
-    first = train(part, iterations=cut, run_dir=tmp_path / "part", **kw)
-    state = checkpoint_payload(part, "", cut, first["env_steps"])
+    train(part, iterations=cut, run_dir=tmp_path / "part", **kw)
+    last = tmp_path / "part/checkpoints/last.pt"  # the files on disk (and any buffers beside them)
     resumed = make_parts()
-    train(resumed, iterations=iterations, run_dir=tmp_path / "part", start=restore(resumed, state), **kw)
+    start = restore(resumed, load_checkpoint(last), last)
+    train(resumed, iterations=iterations, run_dir=tmp_path / "part", start=start, **kw)
 
     def lines(d):
         return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}

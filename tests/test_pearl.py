@@ -14,6 +14,7 @@ from dmrl.build import build
 from dmrl.buffers import TaskReplay
 from dmrl.config import CONF_DIR
 from dmrl.errors import ConfigError
+from dmrl.loop import train
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy
 
@@ -155,7 +156,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     a, b = resume_equals_uninterrupted(parts_for, tmp_path)
     for net in ("policy", "encoder", "qf1", "target_vf"):
         assert all(torch.equal(v, b[net][k]) for k, v in a[net].items())
-    assert torch.equal(a["replay"]["data"]["obs"], b["replay"]["data"]["obs"])
+    assert "replay" not in a  # beside the checkpoint, not in it
 
 
 # --- meta-test --------------------------------------------------------------------------------------------
@@ -226,3 +227,47 @@ def test_sparse_family_critic_learns_the_dense_reward_and_the_context_sees_the_s
     plain = parts_for("env=sparse_point_robot").algo
     plain.collect_iteration()
     assert (plain.replay.data["rewards"][0, : int(plain.replay.size[0]), 0] >= 0).all()
+
+
+# --- replay buffers beside the checkpoint -----------------------------------------------------------------
+def test_buffers_are_written_beside_last_pt_and_a_damaged_or_foreign_file_is_one_line(tmp_path, capsys):
+    import shutil
+
+    from dmrl.checkpoint import buffers_path, load_buffers, load_checkpoint
+    from dmrl.errors import CheckpointError
+
+    parts = parts_for()
+    train(parts, iterations=2, run_dir=tmp_path, checkpoint_every=10, checkpoint_keep=1, tensorboard=False,
+          progress=False)
+    last = tmp_path / "checkpoints/last.pt"
+    side = buffers_path(last)
+    assert side.name == "last.buffers.pt" and side.is_file()
+    assert "replay" not in load_checkpoint(last)["algo"]
+    said = [line for line in capsys.readouterr().err.splitlines() if "replay buffers beside last.pt" in line]
+    assert len(said) == 1 and " MiB, written in " in said[0]  # the cost, said once (until the size doubles)
+    buffers = load_buffers(side, 2)
+    assert torch.equal(buffers["replay"]["size"], parts.algo.replay.size)
+    with pytest.raises(CheckpointError, match="holds iteration 2, its checkpoint iteration 1"):
+        load_buffers(side, 1)
+    shutil.copy(last, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a dmrl buffer file"):
+        load_buffers(tmp_path / "foreign.pt", 2)
+    (tmp_path / "cut.pt").write_bytes(side.read_bytes()[: side.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_buffers(tmp_path / "cut.pt", 2)
+
+
+def test_without_buffers_a_resume_refills_them_and_says_so(tmp_path, capsys):
+    from dmrl.checkpoint import buffers_path, load_checkpoint
+    from dmrl.loop import restore
+
+    parts = parts_for()
+    train(parts, iterations=1, run_dir=tmp_path, checkpoint_every=10, checkpoint_keep=1, tensorboard=False,
+          progress=False, buffers=False)
+    last = tmp_path / "checkpoints/last.pt"
+    assert not buffers_path(last).exists()
+    resumed = parts_for()
+    restore(resumed, load_checkpoint(last), last)
+    assert "no replay buffers beside" in capsys.readouterr().err and not bool(resumed.algo.initialized)
+    m = resumed.algo.meta_step()  # the initial collection again, then training as before
+    assert int(resumed.algo.replay.size.min()) > 0 and np.isfinite(m["sac/q_loss"])

@@ -10,6 +10,7 @@ import hashlib
 import os
 import pickle
 import random
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -184,6 +185,54 @@ def restore_state(algo: Any, state: dict[str, Any], path: str | Path, tasks: Any
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         text = " ".join(str(e).split())  # torch's shape/key reports span several lines
         raise CheckpointError(f"checkpoint {path} does not fit its own config ({type(e).__name__}: {text[:300]})") from None
+
+
+BUFFERS_FORMAT = "dmrl-buffers"
+
+
+def buffers_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's replay buffers lie: ``last.pt`` -> ``last.buffers.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.buffers.pt")
+
+
+def save_buffers(path: Path, iteration: int, buffers: dict[str, Any]) -> tuple[int, float]:
+    """Write a learner's buffers (tensors and plain containers only) atomically beside its
+    checkpoint, with the iteration they belong to and a checksum; returns (bytes on disk, seconds)."""
+    t = time.perf_counter()
+    payload = {"iteration": int(iteration), "buffers": buffers}
+    data = {"format": BUFFERS_FORMAT, "version": 1, **payload, "checksum": checksum(payload)}
+    atomic_write(path, lambda f: torch.save(data, f))
+    return path.stat().st_size, time.perf_counter() - t
+
+
+def load_buffers(path: Path, iteration: int) -> dict[str, Any] | None:
+    """The buffers beside a checkpoint of ``iteration``; ``None`` where there is no such file.
+    A truncated, damaged or foreign file, or one of another iteration, is a one-line
+    :class:`CheckpointError`; loading never runs code (``weights_only``)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    what = f"replay buffer file {path}"
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{what} is truncated or not a torch file; delete it to resume without buffers "
+                              "(they are then refilled)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{what} was refused: it contains pickled objects other than tensors and plain "
+                              "containers, which could run code") from None
+    except Exception as e:
+        raise CheckpointError(f"{what} is truncated or not a torch file ({type(e).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != BUFFERS_FORMAT:
+        raise CheckpointError(f"{what} is not a dmrl buffer file (no '{BUFFERS_FORMAT}' format marker)")
+    payload = {"iteration": data.get("iteration"), "buffers": data.get("buffers")}
+    if data.get("checksum") != checksum(payload):
+        raise CheckpointError(f"{what} is damaged: its content does not match its checksum")
+    if payload["iteration"] != iteration:
+        raise CheckpointError(f"{what} holds iteration {payload['iteration']}, its checkpoint iteration {iteration}: "
+                              "they belong to different points of the run")
+    return payload["buffers"]
 
 
 def prune(directory: Path, keep: int, pattern: str = "iter_*.pt") -> None:

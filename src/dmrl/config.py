@@ -68,6 +68,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "resume": OPTIONAL_PATH,
     "checkpoint.every": int_at_least(1),
     "checkpoint.keep": int_at_least(1),
+    "checkpoint.buffers": BOOL,
     "logger.tensorboard": BOOL,
     "logger.progress": BOOL,
     "final_eval.num_tasks": int_at_least(0),

@@ -113,6 +113,8 @@ def _load_into(x: Any, state: Any) -> None:
 
 
 class DeclaredState:
+    BUFFERS: tuple[str, ...] = ()  # large state (replay buffers) written beside the checkpoint, not in it
+
     """``state_dict`` / ``load_state_dict`` from the attribute names in ``STATE``: modules,
     optimizers, samplers (anything with a ``state_dict``), random generators (numpy, torch) and
     plain tensors (a learner's own numbers, e.g. ProMP's adaptive KL coefficients)."""
@@ -128,3 +130,14 @@ class DeclaredState:
             raise KeyError(f"the learner's state lacks {', '.join(missing)}")
         for name in self.STATE:
             _load_into(getattr(self, name), state[name])
+
+    def buffers_state(self) -> dict:
+        return {name: _state_of(getattr(self, name)) for name in self.BUFFERS}
+
+    def load_buffers(self, state: dict) -> None:
+        for name in self.BUFFERS:
+            _load_into(getattr(self, name), state[name])
+
+    def refill_buffers(self) -> str:
+        """Prepare to refill the buffers a checkpoint came without; says how, in a few words."""
+        return "they start empty"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from dmrl.build import Parts
-from dmrl.checkpoint import global_rng_state, prune, restore_state, save_checkpoint
+from dmrl.checkpoint import (buffers_path, global_rng_state, load_buffers, prune, restore_state, save_buffers,
+                             save_checkpoint)
 from dmrl.errors import NonFiniteError
 from dmrl.loggers.run_logger import RunLogger
 from dmrl.rundir import CHECKPOINT_DIR
@@ -56,8 +58,17 @@ def checkpoint_payload(parts: Parts, config_yaml: str, iteration: int, env_steps
 
 
 def restore(parts: Parts, state: dict, path: str | Path = "checkpoint") -> tuple[int, int]:
-    """Load algorithm and random states from a checkpoint dict; returns (iteration, env_steps)."""
+    """Load algorithm and random states from a checkpoint dict, and the learner's buffers from
+    beside it (or say in one line how they are refilled); returns (iteration, env_steps)."""
     restore_state(parts.algo, state, path, parts.tasks)
+    if parts.algo.BUFFERS:
+        buffers = load_buffers(buffers_path(path), int(state["iteration"]))
+        if buffers is None:
+            how = parts.algo.refill_buffers()
+            print(f"dmrl: resume: no replay buffers beside {path} (written with checkpoint.buffers=false, or "
+                  f"removed): {how}; the run goes on, not exactly as an uninterrupted one", file=sys.stderr)
+        else:
+            parts.algo.load_buffers(buffers)
     return int(state["iteration"]), int(state["env_steps"])
 
 
@@ -72,8 +83,11 @@ def train(
     progress: bool = True,
     start: tuple[int, int] = (0, 0),
     job: str | None = None,
+    buffers: bool = True,
 ) -> dict[str, float]:
-    """Run meta-iterations ``start+1 .. iterations``; returns the last iteration's metrics."""
+    """Run meta-iterations ``start+1 .. iterations``; returns the last iteration's metrics.
+    ``buffers``: write the learner's buffers beside ``last.pt`` (their size and write time are said on
+    stderr at the first write and whenever the size has doubled); ``False``: the networks only."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     iteration, env_steps = start
@@ -90,6 +104,7 @@ def train(
         headline=tuple(parts.algo.HEADLINE),
     )
     record: dict[str, float] = {}
+    said = 0  # the buffer size last reported
     try:
         while iteration < iterations:
             t0 = time.perf_counter()
@@ -107,6 +122,12 @@ def train(
             logger.log(record)
             payload = checkpoint_payload(parts, config_yaml, iteration, env_steps)
             save_checkpoint(ckpt_dir / "last.pt", payload)
+            if parts.algo.BUFFERS and buffers:
+                size, secs = save_buffers(buffers_path(ckpt_dir / "last.pt"), iteration, parts.algo.buffers_state())
+                if size >= 2 * said:
+                    said = size
+                    print(f"dmrl: replay buffers beside last.pt: {size / 2**20:.1f} MiB, written in {secs:.2f} s each "
+                          "iteration (checkpoint.buffers=false writes the networks only)", file=sys.stderr)
             if iteration % checkpoint_every == 0:
                 save_checkpoint(ckpt_dir / f"iter_{iteration:06d}.pt", payload)
                 prune(ckpt_dir, checkpoint_keep)

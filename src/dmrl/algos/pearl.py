@@ -433,4 +433,9 @@ class PEARL(DeclaredState):
         return policy, LatentSampler(env, policy, seed=sampler_seed), extras, policy_args
 
     STATE = ("policy", "encoder", "qf1", "qf2", "vf", "target_vf", "opt_policy", "opt_q1", "opt_q2", "opt_v",
-             "opt_context", "sampler", "generator", "task_rng", "replay", "enc_replay", "initialized")
+             "opt_context", "sampler", "generator", "task_rng", "initialized")
+    BUFFERS = ("replay", "enc_replay")  # beside the checkpoint (checkpoint.buffers), not in it
+
+    def refill_buffers(self) -> str:
+        self.initialized.fill_(False)  # the next iteration collects the initial steps on every train task again
+        return f"the next iteration collects {self.num_initial_steps} initial steps on each train task again"

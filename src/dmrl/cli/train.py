@@ -248,6 +248,7 @@ def train_job(cfg: DictConfig) -> float:
                 run_dir=run_dir,
                 checkpoint_every=int(cfg.checkpoint.every),
                 checkpoint_keep=int(cfg.checkpoint.keep),
+                buffers=bool(cfg.checkpoint.get("buffers", True)),
                 tensorboard=bool(cfg.logger.tensorboard),
                 progress=bool(cfg.logger.progress),
                 start=start,

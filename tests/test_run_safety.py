@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -216,13 +217,22 @@ def test_sigterm_and_ctrl_c_say_where_the_checkpoint_is_and_how_to_resume(tmp_pa
     import shlex
     import signal
 
+    env = dict(cli_env, PYTHONFAULTHANDLER="1")  # a hang below dumps every thread's stack on SIGABRT
     proc = subprocess.Popen(["dmrl-train", *SMOKE, "iterations=100000", "checkpoint.every=100000",
-                             "hydra.run.dir=run"], cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
+                             "hydra.run.dir=run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    while not (tmp_path / "run/metrics.jsonl").is_file() or len(metrics(tmp_path / "run")) < 3:
+    log = tmp_path / "run/metrics.jsonl"
+    # complete lines only (a line being written is not JSON yet); sleep so the run gets the cores
+    while not log.is_file() or log.read_text().count("\n") < 3:
         assert proc.poll() is None
+        time.sleep(0.01)
     proc.send_signal(getattr(signal, sig))
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"dmrl-train did not exit within 60 s of {sig}; its stacks:\n{err[-6000:]}")
     assert proc.returncode == code, err
     assert out.startswith(f"run dir: {tmp_path / 'run'}  (tensorboard --logdir ")  # said at the start
     lines = err.strip().splitlines()

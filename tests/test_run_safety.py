@@ -218,9 +218,12 @@ def test_sigterm_and_ctrl_c_say_where_the_checkpoint_is_and_how_to_resume(tmp_pa
     import signal
 
     env = dict(cli_env, PYTHONFAULTHANDLER="1")  # a hang below dumps every thread's stack on SIGABRT
+    # SIGINT's default disposition in the child: a shell starts background jobs with SIGINT ignored
+    # (POSIX), and Python then installs no Ctrl-C handler (a suite run with `&` hung here)
     proc = subprocess.Popen(["dmrl-train", *SMOKE, "iterations=100000", "checkpoint.every=100000",
                              "hydra.run.dir=run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = tmp_path / "run/metrics.jsonl"
     # complete lines only (a line being written is not JSON yet); sleep so the run gets the cores
     while not log.is_file() or log.read_text().count("\n") < 3:

@@ -29,7 +29,7 @@ from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.policies.recurrent import RecurrentPolicy
-from dmrl.optim.ppo import clipped_surrogate
+from dmrl.optim.ppo import surrogate, surrogate_weights
 from dmrl.rl.returns import discounted_returns, gae, masked_mean, normalize_per_task
 from dmrl.samplers.batched import BatchedSampler
 from dmrl.samplers.episodes import Episodes
@@ -212,18 +212,10 @@ class MAML(DeclaredState):
         clip = self.meta_optimizer.clip
 
         def objective(create_graph: bool) -> tuple[Tensor, Tensor]:
-            fast = self.per_task()
-            before: list[Params] = []  # the current parameters adapted k times, k = 0 .. steps - 1
-            for k, (ep, adv) in enumerate(train):
-                before.append(fast)
-                fast = self.adapt(fast, ep, adv, create_graph=create_graph and not self.first_order,
-                                  lr=self.step_size(k, differentiable=True))
+            # TRPO's and MAML-VPG's surrogate (clip None), or MAML-PPO's / ProMP's clipped one
+            before, fast = self._adapt_chain(train, create_graph and not self.first_order)
             mean, log_std, logp = self.log_probs(fast, valid)
-            if clip is None:  # TRPO's surrogate (and MAML-VPG's: its gradient at ratio 1 is the policy gradient)
-                surrogate = torch.exp(logp - old_logp) * valid_adv
-            else:  # MAML-PPO / ProMP: PPO's clipped surrogate on the post-adaptation episodes
-                surrogate = clipped_surrogate(logp, old_logp, valid_adv, clip)
-            loss = -masked_mean(surrogate, valid.mask, (0, 2)).mean()
+            loss = -masked_mean(surrogate(logp, old_logp, valid_adv, clip), valid.mask, (0, 2)).mean()
             penalty = self.outer_penalty(train, sampled_with, before)
             if penalty is not None:
                 loss = loss + penalty
@@ -249,19 +241,12 @@ class MAML(DeclaredState):
                     for k, (ep, adv) in enumerate(train):
                         fast = self._detached(self.adapt(fast, ep, adv, create_graph=False, lr=self.step_size(k)))
                     _, _, logp = self.log_probs(fast, valid)
-                    ratio = torch.exp(logp - old_logp)
-                    weights = ratio * valid_adv  # d surrogate / d log pi at each step
-                    if clip is None:
-                        surrogate = weights
-                    else:  # where the clipped term is the smaller one, its gradient is 0
-                        surrogate = clipped_surrogate(logp, old_logp, valid_adv, clip)
-                        weights = torch.where(weights <= ratio.clamp(1.0 - clip, 1.0 + clip) * valid_adv, weights,
-                                              torch.zeros_like(weights))
-                    loss = -masked_mean(surrogate, valid.mask, (0, 2)).mean()
+                    weights = surrogate_weights(logp, old_logp, valid_adv, clip)  # d surrogate / d log pi
+                    loss = -masked_mean(surrogate(logp, old_logp, valid_adv, clip), valid.mask, (0, 2)).mean()
                 products = maml_products(self.policy, train, valid, self.inner_lrs, self.first_order, lvc=self.lvc,
                                          outer_weights=weights, with_fvp=False)
                 grad = products.meta_gradient()
-                before = self._adapted_before(train, create_graph=not self.first_order)
+                before, _ = self._adapt_chain(train, not self.first_order, through_last=False)
                 penalty = self.outer_penalty(train, sampled_with, before)
                 if penalty is not None:
                     params = self.meta_parameters()
@@ -287,14 +272,17 @@ class MAML(DeclaredState):
         policy, fixed step sizes) instead of autograd through the inner steps."""
         return maml_products(self.policy, [], None, [], self.first_order, with_fvp=False, check_only=True) is not None
 
-    def _adapted_before(self, train: list[tuple[Episodes, Tensor]], create_graph: bool) -> list[Params]:
-        """The current meta-parameters adapted 0 .. steps - 1 times (with the graph to them)."""
+    def _adapt_chain(self, train: list[tuple[Episodes, Tensor]], create_graph: bool,
+                     through_last: bool = True) -> tuple[list[Params], Params]:
+        """The current meta-parameters adapted by the inner steps of ``train`` (with the graph to them):
+        the parameters before each step (0 .. steps - 1 times adapted) and after the last
+        (``through_last=False``: the last step is not taken, and the second value is the last of the first)."""
         fast, before = self.per_task(), []
         for k, (ep, adv) in enumerate(train):
             before.append(fast)
-            if k + 1 < len(train):
+            if through_last or k + 1 < len(train):
                 fast = self.adapt(fast, ep, adv, create_graph=create_graph, lr=self.step_size(k, differentiable=True))
-        return before
+        return before, fast
 
     def outer_penalty(self, train: list[tuple[Episodes, Tensor]], sampled_with: list[Params],
                       before: list[Params]) -> Tensor | None:

@@ -37,7 +37,7 @@ from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE, PROBABILITY, CrossCheck, int
 from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy, mlp
-from dmrl.samplers.batched import SeededSampler
+from dmrl.samplers.batched import SeededSampler, roll_out
 from dmrl.samplers.episodes import Episodes
 from dmrl.tasks.distributions import Tasks
 from dmrl.tasks.pools import TaskPool
@@ -105,38 +105,10 @@ class LatentSampler(SeededSampler):
     def rebuild_args(self) -> dict:
         return {}
 
-    @torch.no_grad()
     def sample(self, tasks: Tasks, z: Tensor, deterministic: bool = False) -> Episodes:
         """Episodes ``[T, N, B]`` acting on ``[s, z]``, ``z [N, B, L]`` (B episodes of each of N tasks)."""
-        env, H = self.env, self.env.horizon
-        N, B = z.shape[:2]
-        obs = env.reset(tasks, B)
-        dev = obs.device
-        out = {k: torch.zeros(H, N, B, d, device=dev) for k, d in (("obs", env.obs_dim), ("actions", env.act_dim),
-                                                                 ("next_obs", env.obs_dim))}
-        rewards, mask = torch.zeros(H, N, B, device=dev), torch.zeros(H, N, B, device=dev)
-        term = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
-        trunc, success, dense = torch.zeros_like(term), None, None
-        alive = torch.ones(N, B, dtype=torch.bool, device=dev)
-        T = H
-        for t in range(H):
-            a = self.policy.act(torch.cat([obs, z], -1), self.generator, deterministic)
-            out["obs"][t], out["actions"][t], mask[t] = obs, a, alive
-            obs, r, terminated, truncated, info = env.step(a)
-            out["next_obs"][t], rewards[t] = obs, r * alive
-            term[t], trunc[t] = terminated & alive, truncated & alive
-            if "success" in info:
-                success = torch.zeros_like(term) if success is None else success
-                success[t] = info["success"] & alive
-            if "dense_reward" in info:
-                dense = torch.zeros_like(rewards) if dense is None else dense
-                dense[t] = info["dense_reward"] * alive
-            alive = alive & ~(terminated | truncated)
-            if dev.type == "cpu" and not bool(alive.any()):
-                T = t + 1
-                break
-        return Episodes(out["obs"][:T], out["actions"][:T], rewards[:T], mask[:T], out["next_obs"][:T], term[:T],
-                        trunc[:T], None if success is None else success[:T], None if dense is None else dense[:T])
+        return roll_out(self.env, tasks, z.shape[1],
+                        lambda obs: self.policy.act(torch.cat([obs, z], -1), self.generator, deterministic))
 
 
 def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tensor]:

@@ -28,6 +28,24 @@ def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tens
     return torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
 
 
+def surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip: float | None) -> Tensor:
+    """The importance-weighted surrogate ``r A`` (``clip`` None: TRPO's, MAML-VPG's) or PPO's clipped
+    one, per step (to be maximized)."""
+    if clip is None:
+        return torch.exp(log_probs - old_log_probs) * advantages
+    return clipped_surrogate(log_probs, old_log_probs, advantages, clip)
+
+
+def surrogate_weights(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip: float | None) -> Tensor:
+    """``d surrogate / d log pi`` per step: ``r A``, and 0 where PPO's clipped term is the smaller one
+    (its gradient vanishes there)."""
+    ratio = torch.exp(log_probs - old_log_probs)
+    weights = ratio * advantages
+    if clip is None:
+        return weights
+    return torch.where(weights <= ratio.clamp(1.0 - clip, 1.0 + clip) * advantages, weights, torch.zeros_like(weights))
+
+
 class PPO:
     KIND = "minibatch"  # minibatches of whole sequences with a value loss (RL²): ``update(evaluate, ...)``
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)

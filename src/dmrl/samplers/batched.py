@@ -7,7 +7,10 @@ over time, which is inherent to sequential decision making.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
@@ -50,39 +53,51 @@ class BatchedSampler(SeededSampler):
     @torch.no_grad()
     def sample(self, tasks: Tasks, params: Params | None = None, episodes: int | None = None) -> Episodes:
         """Episodes ``[T, N, B]`` of the policy with ``params`` (shared ``[*]`` or per-task ``[N, *]``)."""
-        B = episodes or self.episodes_per_task
-        env, H = self.env, self.env.horizon
-        obs = env.reset(tasks, B)  # [N, B, obs_dim]
-        N = obs.shape[0]
-        dev = obs.device
-        all_obs = torch.zeros(H, N, B, env.obs_dim, device=dev)
-        all_act = torch.zeros(H, N, B, env.act_dim, device=dev)
-        all_rew = torch.zeros(H, N, B, device=dev)
-        all_mask = torch.zeros(H, N, B, device=dev)
-        all_next = torch.zeros(H, N, B, env.obs_dim, device=dev)
-        all_term = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
-        all_trunc = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
-        all_success = None
-        alive = torch.ones(N, B, dtype=torch.bool, device=dev)
-        T = H
-        for t in range(H):
-            mean, log_std = self.policy(obs, params)
-            actions = self.policy.sample(mean, log_std, self.generator)
-            all_obs[t] = obs
-            all_act[t] = actions
-            all_mask[t] = alive
-            obs, reward, terminated, truncated, info = env.step(actions)
-            all_rew[t] = reward
-            all_next[t] = obs
-            all_term[t] = terminated & alive
-            all_trunc[t] = truncated & alive
-            if "success" in info:
-                if all_success is None:
-                    all_success = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
-                all_success[t] = info["success"] & alive
-            alive = alive & ~(terminated | truncated)
-            if dev.type == "cpu" and not bool(alive.any()):
-                T = t + 1
-                break
-        return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T], all_next[:T], all_term[:T],
-                        all_trunc[:T], None if all_success is None else all_success[:T])
+        return roll_out(self.env, tasks, episodes or self.episodes_per_task,
+                        lambda obs: self.policy.sample(*self.policy(obs, params), self.generator))
+
+
+@torch.no_grad()
+def roll_out(env: BatchedEnv, tasks: Tasks, episodes: int, act: Callable[[Tensor], Tensor]) -> Episodes:
+    """``episodes`` episodes of each task, all stepped together, with ``act(obs [N, B, obs_dim])`` the
+    actions: the time loop of every sampler of independent episodes. What the env's ``info`` reports
+    (``success``, a sparse family's ``dense_reward``) is kept where present.  # Episodes [T, N, B]"""
+    B, H = int(episodes), env.horizon
+    obs = env.reset(tasks, B)  # [N, B, obs_dim]
+    N = obs.shape[0]
+    dev = obs.device
+    all_obs = torch.zeros(H, N, B, env.obs_dim, device=dev)
+    all_act = torch.zeros(H, N, B, env.act_dim, device=dev)
+    all_rew = torch.zeros(H, N, B, device=dev)
+    all_mask = torch.zeros(H, N, B, device=dev)
+    all_next = torch.zeros(H, N, B, env.obs_dim, device=dev)
+    all_term = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+    all_trunc = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+    all_success = all_dense = None
+    alive = torch.ones(N, B, dtype=torch.bool, device=dev)
+    T = H
+    for t in range(H):
+        actions = act(obs)
+        all_obs[t] = obs
+        all_act[t] = actions
+        all_mask[t] = alive
+        obs, reward, terminated, truncated, info = env.step(actions)
+        all_rew[t] = reward
+        all_next[t] = obs
+        all_term[t] = terminated & alive
+        all_trunc[t] = truncated & alive
+        if "success" in info:
+            if all_success is None:
+                all_success = torch.zeros(H, N, B, dtype=torch.bool, device=dev)
+            all_success[t] = info["success"] & alive
+        if "dense_reward" in info:
+            if all_dense is None:
+                all_dense = torch.zeros(H, N, B, device=dev)
+            all_dense[t] = info["dense_reward"] * alive
+        alive = alive & ~(terminated | truncated)
+        if dev.type == "cpu" and not bool(alive.any()):
+            T = t + 1
+            break
+    return Episodes(all_obs[:T], all_act[:T], all_rew[:T] * all_mask[:T], all_mask[:T], all_next[:T], all_term[:T],
+                    all_trunc[:T], None if all_success is None else all_success[:T],
+                    None if all_dense is None else all_dense[:T])

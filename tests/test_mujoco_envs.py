@@ -240,7 +240,9 @@ def test_dynamics_tasks_change_the_dynamics(family):
     for _ in range(5):
         env.step(torch.full((3, 1, env.act_dim), 0.5))
     qpos = env.get_state()[0][:, 0]
-    np.testing.assert_array_equal(qpos[0], qpos[1])
+    # equal on MuJoCo 4; MuJoCo 3.3's mj_forward also writes the solver's warm start, which the
+    # episodes' different reset states leave slightly different (1e-17 here)
+    np.testing.assert_allclose(qpos[0], qpos[1], rtol=0, atol=1e-12)
     assert np.abs(qpos[0] - qpos[2]).max() > 1e-3
 
 

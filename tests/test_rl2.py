@@ -81,9 +81,9 @@ def test_trials_start_from_a_fresh_hidden_state():
     parts = parts_for("env=bandit", "algo.episodes_per_trial=5")
     tasks = parts.tasks.sample(50, np.random.default_rng(2))
     parts.algo.sampler.seed(3)
-    first = parts.algo.trial_curve(tasks)
+    first, _ = parts.algo.trial_curve(tasks)
     parts.algo.sampler.seed(3)
-    again = parts.algo.trial_curve(tasks)
+    again, _ = parts.algo.trial_curve(tasks)
     np.testing.assert_array_equal(first, again)  # nothing carries over from one call to the next
     # A trial's outputs do not depend on the other trials in the batch.
     batch = parts.algo.sampler.sample(tasks, 2)

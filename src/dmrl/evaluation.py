@@ -78,13 +78,15 @@ def meta_test(learner, env, distribution: TaskDistribution, *, num_tasks: int, s
         result = learner.meta_test(tasks, budget)
     finally:
         sampler.env = sampler_env
-    return summarize_result(result, num_tasks, classic=lambda n: run_classic(env, tasks, n, seed))
+    return summarize_result(result, num_tasks, classic=lambda n: run_classic(env, tasks, n, seed),
+                            groups=env.task_groups(tasks))
 
 
-def summarize_result(result: AdaptationResult, num_tasks: int, classic=None) -> dict:
+def summarize_result(result: AdaptationResult, num_tasks: int, classic=None, groups: list[str] | None = None) -> dict:
     """eval.json's numbers: the curve along the result's axis (mean, 95% interval, per task), the
     objective, the learner's extras; on the episode axis, the classic baselines of the env
-    (``classic(n)``: per-episode returns ``[N, n]`` of each) played on the same tasks."""
+    (``classic(n)``: per-episode returns ``[N, n]`` of each) played on the same tasks; where the
+    env names a group per task (``groups``, Meta-World's classes), return and success per group."""
     curve = result.returns  # [K, num_tasks]
     mean, ci = mean_ci95(curve)
     objective = np.asarray(result.objective(curve))  # [num_tasks], in the curve's dtype (float32 sums round as before)
@@ -114,6 +116,15 @@ def summarize_result(result: AdaptationResult, num_tasks: int, classic=None) -> 
     if result.success is not None:
         s_mean, s_ci = mean_ci95(result.success.astype(float))
         out["success_mean"], out["success_ci95"] = [float(x) for x in s_mean], [float(x) for x in s_ci]
+    if groups is not None:
+        out["per_group"] = {}
+        for name in sorted(set(groups)):
+            cols = [i for i, g in enumerate(groups) if g == name]
+            g = {"num_tasks": len(cols), "return_mean": [float(x) for x in curve[:, cols].mean(1)]}
+            if result.success is not None:
+                g_mean, g_ci = mean_ci95(result.success[:, cols].astype(float))
+                g["success_mean"], g["success_ci95"] = [float(x) for x in g_mean], [float(x) for x in g_ci]
+            out["per_group"][name] = g
     out["axis"] = result.axis
     out["objective_name"], out["objective"], out["objective_ci95"] = result.objective_name, float(o_mean[0]), float(o_ci[0])
     return out
@@ -311,18 +322,42 @@ def format_table(result: dict) -> str:
         lines.append(f"{result['objective_name']}: {result['objective']:.3f} +- {result['objective_ci95']:.3f}")
         return "\n".join(lines)
     if "trial_return_mean" in result:
-        return _format_trial_table(result)
-    lines = [f"{'steps':>5}  {'last step':>9}  {'return':>10}  {'ci95':>8}"]
+        return _format_trial_table(result) + _format_groups(result)
+    lines = [f"{'steps':>5}  {'last step':>9}  {'return':>10}  {'ci95':>8}" + _success_head(result)]
     sizes = [f"{x:g}" if x != "" else "" for x in _last_step_sizes(result)]
-    for k, size, m, c in zip(result["adapt_steps"], sizes, result["return_mean"], result["return_ci95"]):
-        lines.append(f"{k:>5}  {size:>9}  {m:>10.3f}  {c:>8.3f}")
+    for i, (k, size, m, c) in enumerate(zip(result["adapt_steps"], sizes, result["return_mean"], result["return_ci95"])):
+        lines.append(f"{k:>5}  {size:>9}  {m:>10.3f}  {c:>8.3f}" + _success_cells(result, i))
+    return "\n".join(lines) + _format_groups(result)
+
+
+def _success_head(result: dict) -> str:
+    return f"  {'success':>7}  {'ci95':>6}" if "success_mean" in result else ""
+
+
+def _success_cells(result: dict, i: int) -> str:
+    if "success_mean" not in result:
+        return ""
+    return f"  {result['success_mean'][i]:>7.3f}  {result['success_ci95'][i]:>6.3f}"
+
+
+def _format_groups(result: dict) -> str:
+    """Per task group (Meta-World's classes): tasks, and the last point's return and success."""
+    groups = result.get("per_group")
+    if not groups:
+        return ""
+    width = max(len(n) for n in groups)
+    lines = ["", "", f"{'task class':<{width}}  {'tasks':>5}  {'return':>10}" + ("  success  ci95" if "success_mean" in result else "")
+             + "   (after the last point)"]
+    for name, g in groups.items():
+        cells = f"  {g['success_mean'][-1]:>7.3f}  {g['success_ci95'][-1]:>4.2f}" if "success_mean" in g else ""
+        lines.append(f"{name:<{width}}  {g['num_tasks']:>5}  {g['return_mean'][-1]:>10.3f}" + cells)
     return "\n".join(lines)
 
 
 def _format_trial_table(result: dict) -> str:
-    lines = [f"{'episode':>7}  {'return':>10}  {'ci95':>8}"]
-    for e, m, c in zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"]):
-        lines.append(f"{e:>7}  {m:>10.3f}  {c:>8.3f}")
+    lines = [f"{'episode':>7}  {'return':>10}  {'ci95':>8}" + _success_head(result)]
+    for i, (e, m, c) in enumerate(zip(result["episodes"], result["episode_return_mean"], result["episode_return_ci95"])):
+        lines.append(f"{e:>7}  {m:>10.3f}  {c:>8.3f}" + _success_cells(result, i))
     rows = [(_row_name(result), result["trial_return_mean"], result["trial_return_ci95"])]
     rows += [(n, b["trial_return_mean"], b["trial_return_ci95"]) for n, b in result["baselines"].items()]
     lines += ["", f"{'policy':<16}  {'trial return':>12}  {'ci95':>8}"]

@@ -120,20 +120,27 @@ class RL2(DeclaredState):
         metrics["meta_train/return_pre_adapt"] = float(per_episode[0])
         metrics["meta_train/return_post_adapt"] = float(per_episode[-1])
         metrics["meta_train/trial_return"] = float(per_episode.sum())
+        if batch.episode_success is not None:  # the env reports success (Meta-World): per episode of a trial
+            success = batch.episode_success.float().mean((1, 2))  # [E]
+            metrics.update({f"meta_train/success_episode{k}": float(s) for k, s in enumerate(success)})
+            metrics["meta_train/success_pre_adapt"] = float(success[0])
+            metrics["meta_train/success_post_adapt"] = float(success[-1])
         metrics["env_steps"] = batch.env_steps
         metrics.update({f"meta_optim/{k}": v for k, v in stats.items()})
         return metrics
 
     # --- meta-test ---------------------------------------------------------------------------
-    def trial_curve(self, tasks: Tasks, trials: int | None = None) -> np.ndarray:
-        """Mean return of each episode of a trial on each task.  # [episodes_per_trial, N]"""
+    def trial_curve(self, tasks: Tasks, trials: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean return of each episode of a trial on each task, and its success rate where the env
+        reports success.  # [episodes_per_trial, N] each"""
         batch = self.sampler.sample(tasks, trials or 1)
-        return batch.episode_returns.mean(-1).cpu().numpy()
+        success = None if batch.episode_success is None else batch.episode_success.float().mean(-1).cpu().numpy()
+        return batch.episode_returns.mean(-1).cpu().numpy(), success
 
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
         """The return of each episode of ``budget.episodes`` trials per task (the contract's meta-test)."""
-        curve = self.trial_curve(tasks, budget.episodes)  # [E, N]
-        return AdaptationResult(axis="episode", returns=curve, objective_name="heldout/trial_return",
+        curve, success = self.trial_curve(tasks, budget.episodes)  # [E, N]
+        return AdaptationResult(axis="episode", returns=curve, success=success, objective_name="heldout/trial_return",
                                 objective=lambda r: r.sum(0), extras={"trials_per_task": int(budget.episodes or 1)})
 
     def final_budget(self) -> MetaTestBudget:

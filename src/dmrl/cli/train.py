@@ -240,6 +240,8 @@ def train_job(cfg: DictConfig) -> float:
     if start[0] < int(cfg.iterations):  # the run goes on: an old "finished" summary no longer holds
         (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
     print(f"run dir: {run_dir}  (tensorboard --logdir {_quoted(run_dir)})", flush=True)
+    if parts.env.engine:
+        print(f"physics: {parts.env.engine}", flush=True)
     try:
         try:
             record = train(

@@ -36,6 +36,7 @@ class BatchedEnv(ABC):
     act_dim: int  # continuous: action dimensions; discrete: 1
     horizon: int
     num_actions: int | None = None  # discrete envs: actions are integers in [0, num_actions), shape [N, B]
+    engine: str | None = None  # what steps the physics, in words, where that can differ (the run's log names it)
     # Config keys of every family (dmrl.keys); each adds its own. ``device`` is the run's, given by dmrl.build
     KEYS = {"horizon": int_at_least(1)}
 
@@ -58,6 +59,11 @@ class BatchedEnv(ABC):
         apart; it clips every action to this box, so a uniform policy over it is uniform over what
         the env does (``dmrl-eval policy=random``)."""
         raise NotImplementedError(f"{type(self).__name__} declares no action range (BatchedEnv.action_bounds)")
+
+    def task_groups(self, tasks: Tasks) -> list[str] | None:
+        """A group name per task of a batch where the family's tasks fall in named groups (Meta-World's
+        task classes): evaluation then reports return and success per group. None: no groups."""
+        return None
 
     def reset(self, tasks: Tasks, episodes: int) -> Tensor:
         self.t = 0

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
-from dmrl.envs.physics import make_batch
+from dmrl.envs.physics import engine_name, make_batch
 from dmrl.errors import ConfigError
 from dmrl.keys import int_at_least, optional
 from dmrl.tasks.distributions import Tasks
@@ -105,6 +105,7 @@ class MujocoEnv(BatchedEnv):
     def __init__(self, horizon: int = 200, device: str | torch.device = "cpu", nthread: int | None = None) -> None:
         super().__init__(horizon, device)
         self.nthread = nthread or default_threads()
+        self.engine = f"{engine_name()}, {self.nthread} threads"
         self.model = self.build_model()
         self.dt = float(self.model.opt.timestep) * self.frame_skip
         self.act_dim = int(self.model.nu)

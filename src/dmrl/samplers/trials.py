@@ -30,6 +30,7 @@ class Trials:
     rewards: Tensor  # [T, N, B]
     mask: Tensor  # [T, N, B], 1 for real steps (a prefix of each trial after compaction)
     episode_returns: Tensor  # [E, N, B], undiscounted return of each episode of each trial
+    episode_success: Tensor | None = None  # [E, N, B] bool, an episode with a successful step (where the env reports it)
 
     @property
     def env_steps(self) -> int:
@@ -76,6 +77,7 @@ class TrialSampler(SeededSampler):
         rewards = torch.zeros(T, N, B, device=dev)
         mask = torch.zeros(T, N, B, device=dev)
         episode_returns = torch.zeros(E, N, B, device=dev)
+        episode_success = None
         early_end = False
         for e in range(E):
             if e > 0:
@@ -88,7 +90,11 @@ class TrialSampler(SeededSampler):
                 a, logp = policy.sample(head, self.generator)
                 a = a.reshape(act_shape)
                 obs_before = obs
-                obs, r, terminated, truncated, _ = env.step(a)
+                obs, r, terminated, truncated, info = env.step(a)
+                if "success" in info:
+                    if episode_success is None:
+                        episode_success = torch.zeros(E, N, B, dtype=torch.bool, device=dev)
+                    episode_success[e] |= info["success"] & alive
                 d = terminated | truncated
                 inputs[t], actions[t], log_probs[t], values[t] = x, a, logp.reshape(N, B), value.reshape(N, B)
                 rewards[t] = r * alive
@@ -109,7 +115,7 @@ class TrialSampler(SeededSampler):
                 if not bool(alive.any()):
                     early_end = early_end or k < H - 1  # the episode's remaining slots are padding
                     break
-        batch = Trials(inputs, actions, log_probs, values, rewards, mask, episode_returns)
+        batch = Trials(inputs, actions, log_probs, values, rewards, mask, episode_returns, episode_success)
         return _compact(batch) if early_end else batch
 
 
@@ -120,7 +126,7 @@ def _compact(batch: Trials) -> Trials:
     out = {}
     for f in fields(batch):
         x = getattr(batch, f.name)
-        if f.name == "episode_returns":
+        if f.name in ("episode_returns", "episode_success"):  # per episode, not per step
             out[f.name] = x
             continue
         idx = order.reshape(*order.shape, *([1] * (x.dim() - 3))).expand_as(x)

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 MW_VENV  := .venv-mw
 MW_BIN   := $(MW_VENV)/bin
 MW_STAMP := $(MW_VENV)/.installed
-MW_TESTS := tests/test_metaworld.py tests/test_physics.py tests/test_mujoco_envs.py
+MW_TESTS := tests/test_metaworld.py tests/test_physics.py tests/test_mujoco_envs.py tests/test_config.py
 # The CPU build of torch where the machine has it (a plain `pip install torch` pulls a multi-GB
 # CUDA build); override with `make install TORCH=torch` for the default build of your platform.
 TORCH  ?= torch==2.13.0

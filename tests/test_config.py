@@ -39,6 +39,8 @@ def test_every_option_composes_and_builds(group, option):
     if (group, option) in NEEDS_PEARL:
         overrides[:0] = ["env=point_robot", "algo=pearl"]
     cfg = compose_train(overrides)
+    if cfg.env._target_.endswith(".MetaWorld"):
+        pytest.importorskip("metaworld")  # the metaworld extra (make test-metaworld runs these)
     if (group, option) == ("policy", "random"):  # dmrl-eval's, nothing to train (tests/test_random_policy.py)
         with pytest.raises(Exception, match="nothing to train"):
             validate(cfg, TRAIN_RULES)

@@ -37,7 +37,8 @@ def fingerprint(tasks: list) -> np.ndarray:
 class MetaWorldTasks(TaskPool):
     """The ``train`` / ``test`` tasks of Meta-World's ``benchmark`` (``task_name`` for ML1) at ``seed``."""
 
-    KEYS = {"benchmark": one_of(("ML1", "ML10", "ML45")),
+    KEYS = {"distribution": None, "train": None, "test": None,  # the benchmark's own splits, not a drawn pool
+            "benchmark": one_of(("ML1", "ML10", "ML45")),
             "task_name": optional(Rule(lambda v: isinstance(v, str) and v != "", "a task name"), "ML10 / ML45"),
             "seed": SEED}
 

@@ -27,6 +27,11 @@ minibatch); target at least 200,000 env steps/s on 2 cores, sampling and PPO upd
 for the preset's iterations; the case reports seconds per iteration against that budget divided by
 the preset's iteration count, and how the time splits between sampling and the PPO update.
 
+``metaworld_ml1`` (only when named; needs ``make install-metaworld``, run it with ``.venv-mw``'s
+Python): env steps/s of dmrl's Meta-World env on ML1 reach (20 tasks x 10 episodes x 500 steps) with
+random actions and with MAML's sampler, beside the benchmark's own ``gym.make_vec`` sync and async
+vector envs in the same run, and the single-thread ``mj_step`` limit of the Sawyer model.
+
 ``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
 (``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by
 ``dmrl-train -m`` twice in one go: sequentially (Hydra's basic launcher, each job using every
@@ -557,6 +562,83 @@ SWEEP_GRID = ["algo.inner_lr=0.05,0.1", "seed=0,1"]
 SWEEP_RUN = ["iterations=8", "logger=jsonl"]
 
 
+def bench_metaworld_ml1(repeats: int = 1, tasks: int = 20, episodes: int = 10, horizon: int = 500) -> dict:
+    """Env steps/s on Meta-World ML1 reach-v3 (``tasks`` x ``episodes`` x ``horizon`` steps): dmrl's
+    env (its worker processes, one per core) with random actions and with MAML's sampler and the
+    preset's policy, and, in the same run and in alternation, the benchmark's own vector envs
+    (``gym.make_vec("Meta-World/ML1-train", vector_strategy="sync" | "async")``, ``tasks`` envs, each
+    stepped ``episodes x horizon`` times with random actions); and the single-thread ``mj_step`` limit
+    on the Sawyer model (frame skip 5) times the cores."""
+    import gymnasium
+    import metaworld  # noqa: F401  (registers the Meta-World/ ids)
+    import mujoco
+
+    from dmrl.envs.mujoco_base import default_threads
+    from dmrl.samplers.batched import roll_out
+
+    cores = default_threads()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=[
+            "experiment=maml_ml1_reach", f"algo.meta_batch_size={tasks}", f"algo.fast_batch_size={episodes}",
+            f"env.horizon={horizon}", f"env.workers={cores}", "device=cpu"])
+    parts = build(cfg)
+    env, algo = parts.env, parts.algo
+    batch = algo.sample_tasks()
+    gen = torch.Generator().manual_seed(0)
+    random_policy = lambda obs: torch.rand((*obs.shape[:2], 4), generator=gen) * 2 - 1  # noqa: E731
+    roll_out(env, batch, episodes, random_policy)  # creates the env instances (once per run)
+
+    def dmrl_random() -> float:
+        t0 = time.perf_counter()
+        n = roll_out(env, batch, episodes, random_policy).env_steps
+        return n / (time.perf_counter() - t0)
+
+    def dmrl_policy() -> float:
+        t0 = time.perf_counter()
+        n = algo.sampler.sample(batch).env_steps
+        return n / (time.perf_counter() - t0)
+
+    # (its envs split the class's 50 tasks evenly: 40 of them for 20 envs, as its evaluation assumes)
+    vec = {strategy: gymnasium.make_vec("Meta-World/ML1-train", env_name="reach-v3", seed=0, meta_batch_size=tasks,
+                                        total_tasks_per_cls=50 // tasks * tasks, vector_strategy=strategy)
+           for strategy in ("sync", "async")}
+
+    def reference(strategy: str) -> float:
+        envs = vec[strategy]
+        envs.call("toggle_sample_tasks_on_reset", True)  # every reset (and autoreset) sets one of its tasks
+        envs.reset(seed=0)
+        envs.action_space.seed(0)
+        t0 = time.perf_counter()
+        for _ in range(episodes * horizon):
+            envs.step(envs.action_space.sample())
+        return envs.num_envs * episodes * horizon / (time.perf_counter() - t0)
+
+    runs: dict[str, list[float]] = {"dmrl_random": [], "dmrl_policy": [], "sync": [], "async": []}
+    for _ in range(repeats):  # in alternation
+        runs["dmrl_random"].append(dmrl_random())
+        runs["sync"].append(reference("sync"))
+        runs["dmrl_policy"].append(dmrl_policy())
+        runs["async"].append(reference("async"))
+    for envs in vec.values():
+        envs.close()
+    env.close()
+    sawyer = next(iter(metaworld.ML1("reach-v3", seed=0).train_classes.values()))()
+    model, data = sawyer.model, sawyer.data
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 3.0:
+        mujoco.mj_step(model, data, 5 * 100)
+        steps += 100
+    per_core = steps / (time.perf_counter() - t0)
+    best = {k: max(v) for k, v in runs.items()}
+    faster_reference = max(best["sync"], best["async"])
+    return {"case": "metaworld_ml1", "machine": machine_info("cpu"), "tasks": tasks, "episodes": episodes,
+            "horizon": horizon, "workers": cores, "env_steps_per_sec": {k: [round(x) for x in v] for k, v in runs.items()},
+            "dmrl_over_faster_reference": best["dmrl_policy"] / faster_reference,
+            "dmrl_random_over_faster_reference": best["dmrl_random"] / faster_reference,
+            "physics_limit_env_steps_per_sec_per_core": per_core, "physics_limit_env_steps_per_sec": per_core * cores,
+            "dmrl_fraction_of_physics_limit": best["dmrl_policy"] / (per_core * cores), "target_ratio": 2.0}
+
+
 def bench_sweep_local() -> dict:
     """Sequential vs ``launcher=local`` wall clock of one small sweep, measured back to back."""
     train = str(Path(sys.executable).parent / "dmrl-train")
@@ -584,8 +666,9 @@ def bench_sweep_local() -> dict:
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # as dmrl-train does (DMRL_KEEP_FREED_MEMORY=0 measures without it)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=[*sorted(CASES), "sweep_local"], action="append",
-                   help="case(s) to run (default: every meta-iteration case; sweep_local only when named)")
+    p.add_argument("--case", choices=[*sorted(CASES), "sweep_local", "metaworld_ml1"], action="append",
+                   help="case(s) to run (default: every meta-iteration case; sweep_local and metaworld_ml1, "
+                        "which needs make install-metaworld, only when named)")
     p.add_argument("--iterations", type=int, default=10, help="timed meta-iterations (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
@@ -605,6 +688,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"sweep_local: 2 x 2 sweep sequential {r['sequential_s']:.1f} s, launcher=local {r['local_s']:.1f} s "
                   f"on {r['cores']} cores -> ratio {r['ratio']:.2f} (target < {r['target_ratio']}); sequential "
                   f"with 1 thread per job {r['sequential_1thread_s']:.1f} s -> {r['ratio_vs_sequential_1thread']:.2f}")
+            sys.stdout.flush()
+            continue
+        if case == "metaworld_ml1":
+            r = bench_metaworld_ml1(repeats=max(1, args.iterations))
+            sps = {k: max(v) for k, v in r["env_steps_per_sec"].items()}
+            print(json.dumps(r) if args.json else
+                  f"metaworld_ml1: {r['tasks']} tasks x {r['episodes']} episodes x {r['horizon']} steps; env steps/s "
+                  f"(best of {len(r['env_steps_per_sec']['sync'])}): dmrl random actions {sps['dmrl_random']:.0f}, dmrl "
+                  f"with MAML's sampler {sps['dmrl_policy']:.0f} ({r['workers']} workers); gym.make_vec sync "
+                  f"{sps['sync']:.0f}, async {sps['async']:.0f} -> dmrl / faster {r['dmrl_over_faster_reference']:.2f}x "
+                  f"(target {r['target_ratio']}x); mj_step limit {r['physics_limit_env_steps_per_sec']:.0f} "
+                  f"({100 * r['dmrl_fraction_of_physics_limit']:.0f}% reached)\n  machine: {r['machine']['cpu_model']}")
             sys.stdout.flush()
             continue
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides, split_times=args.split,

@@ -98,6 +98,11 @@ EVAL_RULES: dict[str, Rule] = {
     "device": DEVICE,
     "video": BOOL,
     "video_tasks": int_at_least(1),
+    "protocol": one_of(("dmrl", "metaworld")),
+    "num_evals": int_at_least(1),
+    "adaptation_steps": Rule(lambda v: is_int(v) and 0 <= v <= MAX_ADAPT_STEPS, f"an integer in [0, {MAX_ADAPT_STEPS}]"),
+    "adaptation_episodes": int_at_least(1),
+    "evaluation_episodes": int_at_least(1),
     # policy=random: the env and tasks composed from their groups are checked by their classes' KEYS
 }
 

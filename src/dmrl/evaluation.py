@@ -82,6 +82,56 @@ def meta_test(learner, env, distribution: TaskDistribution, *, num_tasks: int, s
                             groups=env.task_groups(tasks))
 
 
+def metaworld_protocol(learner, env, distribution: TaskDistribution, *, num_tasks: int, seed: int, num_evals: int = 10,
+                       adapt_steps: int = 1, adapt_episodes: int = 10, eval_episodes: int = 3) -> dict:
+    """Meta-World's meta-learning evaluation (``metaworld.evaluation.metalearning_evaluation``, the
+    protocol of Meta-World+) for any learner of the contract: ``num_evals`` rounds, each on a fresh
+    draw of ``num_tasks`` held-out tasks (the first round's are :func:`heldout_tasks`'s); on each
+    task ``adapt_episodes`` episodes of adaptation (``adapt_steps`` inner steps for the gradient
+    family; one trial for RL²; the posterior's context for PEARL), then ``eval_episodes`` evaluation
+    episodes, each a success if any of its steps is. A round's success rate is the mean over task
+    classes of their tasks' mean (Meta-World's per-class average), the result the mean of the rounds."""
+    budget = MetaTestBudget(steps=int(adapt_steps), adapt_episodes=int(adapt_episodes), eval_episodes=int(eval_episodes),
+                            on_step=lambda k, n: None)
+    rng = task_rng(seed, "test")
+    learner.sampler.seed(seed)
+    rounds, returns, classes = [], [], {}
+    for _ in range(int(num_evals)):
+        tasks = distribution.sample(num_tasks, rng, split="test")
+        result = learner.meta_test(tasks, budget)
+        rows = 1 if result.axis == "inner_step" else int(eval_episodes)  # the evaluation episodes' points
+        task_return = result.returns[-rows:].mean(0)  # [N]
+        returns.append(float(task_return.mean()))
+        if result.success is None:
+            raise ValueError(f"protocol=metaworld scores success, which {type(env).__name__} does not report")
+        task_success = result.success[-rows:].mean(0)  # [N]
+        groups = env.task_groups(tasks) or ["all"] * len(task_success)
+        per_class = {name: float(np.mean([s for s, g in zip(task_success, groups) if g == name])) for name in sorted(set(groups))}
+        for name, rate in per_class.items():
+            classes.setdefault(name, []).append(rate)
+        rounds.append(float(np.mean(list(per_class.values()))))
+    r_mean, r_ci = mean_ci95(np.asarray(rounds)[None])
+    return {"protocol": "metaworld", "num_evals": int(num_evals), "num_tasks": int(num_tasks),
+            "adaptation_steps": int(adapt_steps), "adaptation_episodes": int(adapt_episodes),
+            "evaluation_episodes": int(eval_episodes), "success_rate": float(r_mean[0]),
+            "success_rate_ci95_over_rounds": float(r_ci[0]), "success_rate_per_round": rounds,
+            "return_mean": float(np.mean(returns)),
+            "success_rate_per_class": {name: float(np.mean(v)) for name, v in classes.items()},
+            "objective_name": "heldout/metaworld_success_rate", "objective": float(r_mean[0])}
+
+
+def format_protocol_table(result: dict) -> str:
+    width = max(10, *(len(n) for n in result["success_rate_per_class"]))
+    lines = [f"Meta-World protocol: {result['num_evals']} rounds x {result['num_tasks']} held-out tasks, "
+             f"{result['adaptation_episodes']} adaptation episodes ({result['adaptation_steps']} inner steps for the "
+             f"gradient family), then {result['evaluation_episodes']} evaluation episodes",
+             f"{'task class':<{width}}  success"]
+    lines += [f"{name:<{width}}  {rate:>7.3f}" for name, rate in result["success_rate_per_class"].items()]
+    lines.append(f"{'overall':<{width}}  {result['success_rate']:>7.3f} +- {result['success_rate_ci95_over_rounds']:.3f} "
+                 f"(95% interval over rounds); mean evaluation return {result['return_mean']:.1f}")
+    return "\n".join(lines)
+
+
 def summarize_result(result: AdaptationResult, num_tasks: int, classic=None, groups: list[str] | None = None) -> dict:
     """eval.json's numbers: the curve along the result's axis (mean, 95% interval, per task), the
     objective, the learner's extras; on the episode axis, the classic baselines of the env

@@ -322,16 +322,17 @@ class MAML(DeclaredState):
 
     def adaptation_curve(self, tasks: Tasks, steps: int, episodes: int | None = None,
                          later_lr_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None,
-                         success: list | None = None, lr_scale: float = 1.0) -> np.ndarray:
+                         success: list | None = None, lr_scale: float = 1.0, last_episodes: int | None = None) -> np.ndarray:
         """Mean episode return of each task after 0..``steps`` inner steps of the sizes
         :meth:`step_sizes` gives; ``on_step(k, steps)`` after each; where the env reports success,
-        each point's success rate per task is appended to ``success``.  # [steps + 1, N]"""
+        each point's success rate per task is appended to ``success``. ``last_episodes``: the last
+        point's episodes per task, when it differs (Meta-World's evaluation episodes).  # [steps + 1, N]"""
         n = len(next(iter(tasks.values())))
         p = self._detached(self.per_task(n))
         lrs = self.step_sizes(steps, later_lr_scale, lr_scale)
         curve = []
         for k in range(steps + 1):
-            ep = self.sampler.sample(tasks, p, episodes)
+            ep = self.sampler.sample(tasks, p, last_episodes if k == steps and last_episodes else episodes)
             curve.append(ep.task_returns.cpu().numpy())
             if success is not None and ep.task_success is not None:
                 success.append(ep.task_success.cpu().numpy())
@@ -345,8 +346,9 @@ class MAML(DeclaredState):
         """The adaptation curve over 0..``budget.steps`` inner steps (the contract's meta-test)."""
         steps = self.inner_steps if budget.steps is None else int(budget.steps)
         success: list[np.ndarray] = []
-        curve = self.adaptation_curve(tasks, steps, budget.episodes, budget.later_lr_scale, on_step=budget.on_step,
-                                      success=success, lr_scale=budget.lr_scale)
+        curve = self.adaptation_curve(tasks, steps, budget.adapt_episodes or budget.episodes, budget.later_lr_scale,
+                                      on_step=budget.on_step, success=success, lr_scale=budget.lr_scale,
+                                      last_episodes=budget.eval_episodes)
         return AdaptationResult(axis="inner_step", returns=curve, objective_name="heldout/return_post_adapt",
                                 objective=lambda r: r[-1], success=np.stack(success) if success else None,
                                 extras={"step_sizes": self.step_sizes(steps, budget.later_lr_scale, budget.lr_scale)})

@@ -130,16 +130,19 @@ class RL2(DeclaredState):
         return metrics
 
     # --- meta-test ---------------------------------------------------------------------------
-    def trial_curve(self, tasks: Tasks, trials: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def trial_curve(self, tasks: Tasks, trials: int | None = None,
+                    episodes_per_trial: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Mean return of each episode of a trial on each task, and its success rate where the env
         reports success.  # [episodes_per_trial, N] each"""
-        batch = self.sampler.sample(tasks, trials or 1)
+        batch = self.sampler.sample(tasks, trials or 1, episodes_per_trial)
         success = None if batch.episode_success is None else batch.episode_success.float().mean(-1).cpu().numpy()
         return batch.episode_returns.mean(-1).cpu().numpy(), success
 
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
         """The return of each episode of ``budget.episodes`` trials per task (the contract's meta-test)."""
-        curve, success = self.trial_curve(tasks, budget.episodes)  # [E, N]
+        protocol = budget.adapt_episodes and budget.eval_episodes  # Meta-World's: one trial of both
+        curve, success = self.trial_curve(tasks, budget.episodes,
+                                          budget.adapt_episodes + budget.eval_episodes if protocol else None)  # [E, N]
         return AdaptationResult(axis="episode", returns=curve, success=success, objective_name="heldout/trial_return",
                                 objective=lambda r: r.sum(0), extras={"trials_per_task": int(budget.episodes or 1)})
 

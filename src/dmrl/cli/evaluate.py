@@ -3,6 +3,7 @@ policy without one on an env's held-out tasks (``dmrl-eval env=ENV policy=random
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,40 @@ def check_source(cfg: DictConfig, multirun: bool = False) -> None:
 def eval_job(cfg: DictConfig) -> dict:
     validate(cfg, EVAL_RULES)
     check_source(cfg)
+    if cfg.protocol == "metaworld":
+        return protocol_job(cfg)
     return checkpoint_job(cfg) if eval_source(cfg) == "checkpoint" else policy_job(cfg)
+
+
+def protocol_job(cfg: DictConfig) -> dict:
+    """``protocol=metaworld``: Meta-World's meta-learning evaluation of a checkpoint (or policy=random)."""
+    from hydra.utils import instantiate
+
+    from dmrl.build import build, build_env, constructor_errors
+    from dmrl.checkpoint import load_checkpoint, restore_state
+    from dmrl.evaluation import format_protocol_table, metaworld_protocol
+
+    if eval_source(cfg) == "checkpoint":
+        ckpt = Path(cfg.checkpoint).expanduser().resolve()
+        state = load_checkpoint(ckpt)
+        parts = build(stored_config(state["config"], f"checkpoint {ckpt}"), device=cfg.device)
+        restore_state(parts.algo, {"algo": state["algo"], "tasks": state.get("tasks")}, ckpt, parts.tasks)
+        learner, env, tasks, head = parts.algo, parts.env, parts.tasks, {"checkpoint": str(ckpt), "iteration": int(state["iteration"])}
+    else:
+        env, tasks = build_env(cfg, cfg.device)
+        with constructor_errors():
+            learner = instantiate(cfg.policy)(env)
+        head = {"policy": eval_source(cfg), "env": HydraConfig.get().runtime.choices.get("env")}
+    result = {**head, **metaworld_protocol(learner, env, tasks, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed),
+                                           num_evals=int(cfg.num_evals), adapt_steps=int(cfg.adaptation_steps),
+                                           adapt_episodes=int(cfg.adaptation_episodes),
+                                           eval_episodes=int(cfg.evaluation_episodes))}
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(format_protocol_table(result))
+    print(f"wrote {out_dir / 'eval.json'}")
+    return result
 
 
 def score_policy(cfg: DictConfig) -> dict:

@@ -55,9 +55,9 @@ class TrialSampler(SeededSampler):
         return {"trials_per_task": self.trials_per_task, "episodes_per_trial": self.episodes_per_trial}
 
     @torch.no_grad()
-    def sample(self, tasks: Tasks, trials: int | None = None) -> Trials:
+    def sample(self, tasks: Tasks, trials: int | None = None, episodes_per_trial: int | None = None) -> Trials:
         env, policy = self.env, self.policy
-        B, E, H = trials or self.trials_per_task, self.episodes_per_trial, env.horizon
+        B, E, H = trials or self.trials_per_task, episodes_per_trial or self.episodes_per_trial, env.horizon
         dev = env.device
         obs = env.reset(tasks, B)  # [N, B, obs_dim]
         N = obs.shape[0]

@@ -123,13 +123,17 @@ class EnvWorkers:
             raise RuntimeError(f"a Meta-World worker process failed: {payload}")
         return payload
 
+    def chunks(self, sims: list[Sim]) -> list[list[Sim]]:
+        """The contiguous share of ``sims`` each group steps."""
+        cuts = np.linspace(0, len(sims), self.n + 1).astype(int)
+        return [sims[cuts[k]:cuts[k + 1]] for k in range(self.n)]
+
     def reset(self, sims: list[Sim]) -> np.ndarray:
         if self.local is not None:
             return self.local.reset(sims)
-        cuts = np.linspace(0, len(sims), self.n + 1).astype(int)
-        self.bounds = cuts
-        for k, conn in enumerate(self.conns):
-            conn.send(("reset", sims[cuts[k]:cuts[k + 1]]))
+        self.bounds = np.linspace(0, len(sims), self.n + 1).astype(int)
+        for conn, chunk in zip(self.conns, self.chunks(sims)):
+            conn.send(("reset", chunk))
         return np.concatenate([self._receive(conn) for conn in self.conns])
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -36,6 +36,9 @@ from dmrl.tasks.distributions import Tasks
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 MAX_STEPS = 500  # Meta-World's max_path_length: its envs refuse a step beyond it
+# Resident memory of one Meta-World env instance (its own compiled Sawyer model, ~20 MiB of buffers,
+# and its MjData; measured 21.2 MiB on reach-v3 with MuJoCo 3.3.0), with a margin
+INSTANCE_BYTES = 24 * 2**20
 INSTALL = "env=metaworld needs Meta-World: make install-metaworld (or pip install -e '.[metaworld]', which pins mujoco 3.3.0)"
 
 
@@ -92,6 +95,7 @@ class MetaWorld(BatchedEnv):
         self.engine = (f"Meta-World {importlib.metadata.version('metaworld')} env instances "
                        f"({self.workers.describe()}), reward {reward_version}")
         self.shape: tuple[int, int] | None = None  # (tasks, episodes) of the current reset
+        self.instances: dict[tuple[int, str], int] = {}  # env instances each worker holds per class
 
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return -np.ones(self.act_dim), np.ones(self.act_dim)
@@ -108,6 +112,7 @@ class MetaWorld(BatchedEnv):
         seeds = self.rng.integers(0, 2**31 - 1, size=n * episodes)
         # simulation k is episode k % episodes of task k // episodes: (split, index, reset seed)
         sims = [(int(refs[k // episodes][0]), int(refs[k // episodes][1]), int(seeds[k])) for k in range(n * episodes)]
+        self._check_memory(sims)
         obs = self.workers.reset(sims)
         self.shape = (n, episodes)
         return self._tensor(obs).reshape(n, episodes, self.obs_dim)
@@ -123,6 +128,26 @@ class MetaWorld(BatchedEnv):
         terminated = torch.zeros(shape, dtype=torch.bool, device=self.device)
         info = {"success": torch.from_numpy(success.reshape(shape)).to(self.device)}
         return self._tensor(obs).reshape(n, episodes, self.obs_dim), self._tensor(reward).reshape(shape), terminated, info
+
+    def _check_memory(self, sims: list) -> None:
+        """Refuse, before any instance is made, a batch whose new env instances do not fit in memory."""
+        from dmrl.build import available_bytes
+
+        names = {s: [t.env_name for t in split_tasks(self.bench, ("train", "test")[s])] for s in (0, 1)}
+        need: dict[tuple[int, str], int] = {}
+        for worker, chunk in enumerate(self.workers.chunks(sims)):
+            for split, index, _ in chunk:
+                key = (worker, names[split][index])
+                need[key] = need.get(key, 0) + 1
+        new = sum(max(0, k - self.instances.get(key, 0)) for key, k in need.items())
+        have = available_bytes(torch.device("cpu"))
+        if new and have is not None and new * INSTANCE_BYTES > have:
+            raise ConfigError(f"env=metaworld: this batch of {len(sims)} episodes needs {new} more Meta-World env "
+                              f"instances (~{INSTANCE_BYTES >> 20} MiB each, {new * INSTANCE_BYTES / 2**30:.1f} GiB), but "
+                              f"memory has {have / 2**30:.1f} GiB available: lower the episodes per batch "
+                              f"(algo.meta_batch_size, algo.fast_batch_size or algo.trials_per_task)")
+        for key, k in need.items():
+            self.instances[key] = max(k, self.instances.get(key, 0))
 
     def _tensor(self, x: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)

@@ -111,8 +111,10 @@ class PPO:
             group["lr"] = lr
         M = old_log_probs.shape[1]
         size = max(1, M // self.minibatches)
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0,
-                "grad_norm": 0.0}
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
+        # summed on the device in float64, one minibatch after the other (as Python floats would be), and
+        # read once at the end: no host synchronization per minibatch
+        sums = torch.zeros(len(names), dtype=torch.float64, device=old_log_probs.device)
         n = 0
         for _ in range(self.epochs):
             perm = torch.randperm(M, generator=generator, device=generator.device if generator else "cpu")
@@ -134,12 +136,11 @@ class PPO:
                     # The low-variance KL estimator (ratio - 1) - log ratio (Schulman's note "Approximating KL").
                     kl = masked_mean(log_ratio.exp() - 1 - log_ratio, m, (0, 1))
                     clipped = masked_mean(((log_ratio.exp() - 1).abs() > self.clip).to(m.dtype), m, (0, 1))
-                for key, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", ent),
-                               ("approx_kl", kl), ("clip_fraction", clipped), ("grad_norm", grad_norm)):
-                    sums[key] += float(v.detach())
+                sums += torch.stack([policy_loss.detach(), value_loss.detach(), ent, kl, clipped,
+                                     grad_norm.to(kl.device)]).double()
                 n += 1
         self.updates += 1
-        stats = {k: v / max(n, 1) for k, v in sums.items()}
+        stats = {k: v / max(n, 1) for k, v in zip(names, sums.tolist())}
         stats["lr"] = lr
         stats["entropy_coef"] = entropy_coef
         return stats

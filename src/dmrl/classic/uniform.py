@@ -22,7 +22,8 @@ from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
 from dmrl.keys import SEED
 from dmrl.learner import AdaptationResult, MetaTestBudget
-from dmrl.samplers.batched import SeededSampler
+from dmrl.samplers.batched import SeededSampler, roll_out
+from dmrl.samplers.episodes import Episodes
 from dmrl.tasks.distributions import Tasks
 
 # Episodes per task when ``episodes`` is not given: the shortest trial of the RL² paper's
@@ -56,24 +57,16 @@ class UniformPolicy:
         u = torch.rand((*shape, env.act_dim), generator=gen, device=env.device, dtype=self.low.dtype)
         return self.low + (self.high - self.low) * u
 
-    @torch.no_grad()
+    def episodes(self, tasks: Tasks, episodes: int) -> Episodes:
+        """``episodes`` episodes of each task, all stepped together (the samplers' time loop).  # [T, N, B]"""
+        return roll_out(self.sampler.env, tasks, episodes, lambda obs: self.actions(tuple(obs.shape[:2])))
+
     def episode_returns(self, tasks: Tasks, episodes: int) -> Tensor:
-        """Undiscounted return of ``episodes`` episodes of each task, all stepped together.  # [N, B]
+        """Undiscounted return of ``episodes`` episodes of each task.  # [N, B]
 
         As the learners' samplers count it: a step's reward counts while its episode runs.
         """
-        env = self.sampler.env
-        obs = env.reset(tasks, episodes)  # [N, B, obs_dim]
-        shape = tuple(obs.shape[:2])
-        returns = torch.zeros(shape, device=obs.device)
-        alive = torch.ones(shape, dtype=torch.bool, device=obs.device)
-        for _ in range(env.horizon):
-            _, reward, terminated, truncated, _ = env.step(self.actions(shape))
-            returns += reward * alive
-            alive = alive & ~(terminated | truncated)
-            if obs.device.type == "cpu" and not bool(alive.any()):  # on a GPU the check would sync every step
-                break
-        return returns
+        return self.episodes(tasks, episodes).rewards.sum(0)
 
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
         """``budget.episodes`` episodes per task (null: :data:`DEFAULT_EPISODES`).
@@ -87,14 +80,16 @@ class UniformPolicy:
         does not adapt (a per-episode axis would show a flat line and a "trial" sum no learner
         reports there).
         """
-        episodes = int(budget.episodes or DEFAULT_EPISODES)
-        returns = self.episode_returns(tasks, episodes).double().cpu().numpy()  # [N, E]
+        episodes = int(budget.eval_episodes or budget.episodes or DEFAULT_EPISODES)
+        ep = self.episodes(tasks, episodes)
+        returns = ep.rewards.sum(0).double().cpu().numpy()  # [N, E] (rewards are zero after an episode ends)
         extras = {"episodes_per_task": episodes}
         if self.sampler.env.num_actions is not None:
             return AdaptationResult(axis="episode", returns=returns.T, objective_name="heldout/trial_return",
                                     objective=lambda r: r.sum(0), extras=extras)
+        success = None if ep.task_success is None else ep.task_success.cpu().numpy()[None]  # [1, N]
         return AdaptationResult(axis="inner_step", returns=returns.mean(1)[None], objective_name="heldout/return",
-                                objective=lambda r: r[-1], extras=extras)
+                                objective=lambda r: r[-1], success=success, extras=extras)
 
     def final_budget(self) -> MetaTestBudget:
         return MetaTestBudget(episodes=DEFAULT_EPISODES)

@@ -67,7 +67,7 @@ def roll_out(env: BatchedEnv, tasks: Tasks, episodes: int, act: Callable[[Tensor
     N = obs.shape[0]
     dev = obs.device
     all_obs = torch.zeros(H, N, B, env.obs_dim, device=dev)
-    all_act = torch.zeros(H, N, B, env.act_dim, device=dev)
+    all_act = None  # [H, N, B, act_dim], or [H, N, B] integers on a discrete env: sized by the first actions
     all_rew = torch.zeros(H, N, B, device=dev)
     all_mask = torch.zeros(H, N, B, device=dev)
     all_next = torch.zeros(H, N, B, env.obs_dim, device=dev)
@@ -78,6 +78,8 @@ def roll_out(env: BatchedEnv, tasks: Tasks, episodes: int, act: Callable[[Tensor
     T = H
     for t in range(H):
         actions = act(obs)
+        if all_act is None:
+            all_act = torch.zeros(H, *actions.shape, dtype=actions.dtype, device=dev)
         all_obs[t] = obs
         all_act[t] = actions
         all_mask[t] = alive

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
@@ -64,6 +65,11 @@ class BatchedEnv(ABC):
         """A group name per task of a batch where the family's tasks fall in named groups (Meta-World's
         task classes): evaluation then reports return and success per group. None: no groups."""
         return None
+
+    def rollout(self) -> AbstractContextManager:
+        """The context a sampler's time loop runs in (from its ``reset`` to its last ``step``): nothing
+        here; an env whose stepping runs in other processes frees the cores for them (Meta-World)."""
+        return nullcontext()
 
     def reset(self, tasks: Tasks, episodes: int) -> Tensor:
         self.t = 0

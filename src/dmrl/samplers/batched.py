@@ -62,6 +62,11 @@ def roll_out(env: BatchedEnv, tasks: Tasks, episodes: int, act: Callable[[Tensor
     """``episodes`` episodes of each task, all stepped together, with ``act(obs [N, B, obs_dim])`` the
     actions: the time loop of every sampler of independent episodes. What the env's ``info`` reports
     (``success``, a sparse family's ``dense_reward``) is kept where present.  # Episodes [T, N, B]"""
+    with env.rollout():
+        return _roll_out(env, tasks, episodes, act)
+
+
+def _roll_out(env: BatchedEnv, tasks: Tasks, episodes: int, act: Callable[[Tensor], Tensor]) -> Episodes:
     B, H = int(episodes), env.horizon
     obs = env.reset(tasks, B)  # [N, B, obs_dim]
     N = obs.shape[0]

@@ -56,6 +56,10 @@ class TrialSampler(SeededSampler):
 
     @torch.no_grad()
     def sample(self, tasks: Tasks, trials: int | None = None, episodes_per_trial: int | None = None) -> Trials:
+        with self.env.rollout():
+            return self._sample(tasks, trials, episodes_per_trial)
+
+    def _sample(self, tasks: Tasks, trials: int | None, episodes_per_trial: int | None) -> Trials:
         env, policy = self.env, self.policy
         B, E, H = trials or self.trials_per_task, episodes_per_trial or self.episodes_per_trial, env.horizon
         dev = env.device

@@ -218,3 +218,28 @@ def test_read_summary_rejects_wrong_types_strictly_and_reads_them_as_none_otherw
             read_summary(tmp_path, strict=True)
     (tmp_path / "summary.json").unlink()
     assert read_summary(tmp_path, strict=True) is None
+
+
+def test_success_as_the_objective(tmp_path, cli_env):
+    """``--objective success``: the objective column holds each run's held-out success after adapting
+    (exact bootstrap interval of two seeds: [a, b]); without success in any run the column is left out."""
+    s = tmp_path / "mw"
+    for seed, rate in enumerate([0.25, 0.75]):
+        write_run(s / str(seed), ["env=metaworld", f"seed={seed}"], "finished", 100.0 + seed, returns=[1.0, 2.0])
+        summary = json.loads((s / str(seed) / "summary.json").read_text())
+        summary["heldout"]["success_mean"] = [0.0, rate]
+        (s / str(seed) / "summary.json").write_text(json.dumps(summary))
+    proc = subprocess.run(["dmrl-report", str(s), "--objective", "success", "--out", str(tmp_path / "r")],
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "objective: heldout/success_after_adapting" in proc.stdout
+    assert "| env=metaworld | 2 | 0.500 [0.250, 0.750] |" in proc.stdout
+    plain = subprocess.run(["dmrl-report", str(s), "--out", str(tmp_path / "p")], env=cli_env, capture_output=True,
+                           text=True, timeout=120)
+    assert "| 100.500 [100.000, 101.000] |" in plain.stdout and "held-out success after adapting" in plain.stdout
+
+
+def test_no_success_column_without_success(sweep, tmp_path, cli_env):
+    proc = subprocess.run(["dmrl-report", str(sweep), "--out", str(tmp_path / "r")], env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "success" not in proc.stdout.split("Not averaged")[0]

@@ -227,12 +227,28 @@ def heldout_curve(run: Run) -> list[float] | None:
     return heldout.get("return_mean") or heldout.get("episode_return_mean") or heldout.get("trajectory_return_mean")
 
 
+def heldout_success(run: Run) -> float | None:
+    """Held-out success rate at the last point of the curve, where the env reports success (Meta-World)."""
+    success = ((run.summary or {}).get("heldout") or {}).get("success_mean")
+    return success[-1] if success else None
+
+
+def use_success_as_objective(runs: list[Run]) -> None:
+    """``dmrl-report --objective success``: each finished run's objective becomes its held-out success
+    rate after adapting (None where its env reports no success: the run is then not in the column)."""
+    for run in runs:
+        if run.summary:
+            run.summary["objective"] = heldout_success(run)
+            run.summary["objective_name"] = "heldout/success_after_adapting"
+
+
 # (column, label, digits, how to read it from a finished run)
 METRICS = (
     ("objective", "objective", 3, lambda r: r.summary.get("objective")),
     ("heldout_pre_adapt", "held-out return before adapting", 3, lambda r: (heldout_curve(r) or [None])[0]),
     ("train_post_adapt", "last meta-batch return, post-adapt", 3,
      lambda r: (r.summary.get("final") or {}).get("meta_train/return_post_adapt")),
+    ("heldout_success", "held-out success after adapting", 3, lambda r: heldout_success(r)),
     ("env_steps", "env steps", 0, lambda r: r.summary.get("env_steps")),
     ("train_time_s", "train time (s)", 1, lambda r: r.summary.get("train_time_s")),
 )
@@ -276,10 +292,12 @@ def objective_name(runs: list[Run]) -> str:
 
 
 def markdown_table(groups: list[Group], objective: str) -> str:
-    labels = [objective if c == "objective" else label for c, label, _, _ in METRICS]
+    # a column no group has (success, where no env reports it) is left out
+    shown = [m for m in METRICS if m[0] != "heldout_success" or any(m[0] in g.stats for g in groups)]
+    labels = [objective if c == "objective" else label for c, label, _, _ in shown]
     lines = ["| config | seeds | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
     for g in groups:
-        cells = [_cell(g.stats.get(c), digits) for c, _, digits, _ in METRICS]
+        cells = [_cell(g.stats.get(c), digits) for c, _, digits, _ in shown]
         lines.append(f"| {g.config} | {len(g.runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", action="version", version=f"{PROG} (dmrl) {version()}")
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a run dir or a sweep dir (several allowed)")
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: the first DIR/report)")
+    p.add_argument("--objective", choices=("objective", "success"), default="objective",
+                   help="what the objective column holds: each run's own objective (default), or its held-out "
+                        "success rate after adapting (envs that report success, e.g. Meta-World)")
     args = p.parse_args(argv)
 
     try:
@@ -57,6 +60,10 @@ def report(args: argparse.Namespace) -> None:
     except OSError as e:  # a parent that is a file, no permission, read-only file system
         fail(PROG, f"cannot create {where} {out}: {e.strerror or e}")
     runs = [load_run(d) for d in run_dirs]
+    if args.objective == "success":
+        from dmrl.report import use_success_as_objective
+
+        use_success_as_objective(runs)
     for run in runs:
         for warning in run.warnings:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)

@@ -47,6 +47,15 @@ def test_missing_extra_from_the_command_line(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1 and "make install-metaworld" in lines[0], proc.stderr
 
 
+@needs_metaworld
+def test_unknown_task_name_is_one_line_listing_the_valid_ones():
+    from dmrl.envs.metaworld import MetaWorld
+
+    with pytest.raises(ConfigError, match=r"env.task_name must be one of Meta-World's ML1 tasks \(assembly-v3, .*"
+                                          r"reach-v3, .*\), got 'reach-v9'"):
+        MetaWorld(task_name="reach-v9")
+
+
 def make(*overrides: str):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -155,7 +164,7 @@ def test_every_learner_trains_and_evaluates_on_ml1_reach(algo, sizes, tmp_path):
     assert "physics: Meta-World" in train.stdout
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
-    if algo in ("maml", "promp", "meta_sgd", "rl2"):  # the learners that log success in training
+    if algo in ("maml", "promp", "meta_sgd", "rl2", "pearl"):  # the learners that log success in training
         assert {"meta_train/success_pre_adapt", "meta_train/success_post_adapt"} <= set(records[-1])
     cli(["dmrl-eval", "checkpoint=run/checkpoints/last.pt", "num_tasks=3", "hydra.run.dir=ev"], tmp_path)
     result = json.loads((tmp_path / "ev" / "eval.json").read_text())

@@ -265,12 +265,16 @@ class PEARL(DeclaredState):
             ep = self.collect(idx, self.num_steps_prior, False, True)
             metrics["meta_train/return_prior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
             metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_prior"]  # the contract's names
+            if ep.task_success is not None:  # the env reports success (Meta-World, the sparse point robot)
+                metrics["meta_train/success_pre_adapt"] = ep.task_success.mean().item()
         if self.num_steps_posterior > 0:
             ep = self.collect(idx, self.num_steps_posterior, True, True)
             metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
         if self.num_extra_rl_steps_posterior > 0:
             ep = self.collect(idx, self.num_extra_rl_steps_posterior, True, False)
             metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
+        if (self.num_steps_posterior > 0 or self.num_extra_rl_steps_posterior > 0) and ep.task_success is not None:
+            metrics["meta_train/success_post_adapt"] = ep.task_success.mean().item()
         if "meta_train/return_posterior" in metrics:
             metrics["meta_train/return_post_adapt"] = metrics["meta_train/return_posterior"]
         return metrics, env_steps

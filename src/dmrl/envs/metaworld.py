@@ -32,6 +32,7 @@ from torch import Tensor
 
 from dmrl.envs.base import BatchedEnv
 from dmrl.envs.env_workers import EnvWorkers
+from dmrl.envs.mujoco_base import default_threads
 from dmrl.errors import ConfigError
 from dmrl.keys import SEED, Rule, int_at_least, is_int, one_of, optional
 from dmrl.tasks.distributions import Tasks
@@ -82,18 +83,18 @@ class MetaWorld(BatchedEnv):
         "seed": SEED,
         "reward_version": one_of(("v1", "v2")),
         "horizon": Rule(lambda v: is_int(v) and 1 <= v <= MAX_STEPS, f"an integer in [1, {MAX_STEPS}] (Meta-World's episodes)"),
-        "workers": int_at_least(1),
+        "workers": optional(int_at_least(1), "one per CPU this process may use"),
     }
 
     def __init__(self, benchmark: str = "ML1", task_name: str | None = "reach-v3", seed: int = 0,
-                 reward_version: str = "v2", horizon: int = MAX_STEPS, workers: int = 1,
+                 reward_version: str = "v2", horizon: int = MAX_STEPS, workers: int | None = None,
                  device: str | torch.device = "cpu") -> None:
         super().__init__(horizon, device)
         self.bench_args = (benchmark, task_name if benchmark == "ML1" else None, int(seed))
         self.bench = globals()["benchmark"](*self.bench_args)
         self.reward_version = reward_version
         self.obs_dim, self.act_dim = 39, 4
-        self.workers = EnvWorkers(int(workers), self.bench_args, reward_version)
+        self.workers = EnvWorkers(int(workers or default_threads()), self.bench_args, reward_version)
         self.engine = (f"Meta-World {importlib.metadata.version('metaworld')} env instances "
                        f"({self.workers.describe()}), reward {reward_version}")
         self.shape: tuple[int, int] | None = None  # (tasks, episodes) of the current reset

@@ -87,6 +87,10 @@ class BatchedEnv(ABC):
     @abstractmethod
     def _step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]: ...
 
+    def _tensor(self, x: np.ndarray) -> Tensor:
+        """A float32 tensor on the env's device from numpy values (envs that simulate in numpy)."""
+        return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)
+
     def check_actions(self, actions: Tensor, expected: tuple[int, ...]) -> None:
         if tuple(actions.shape) != expected:
             axes = "(tasks, episodes)" if self.num_actions else "(tasks, episodes, act_dim)"

@@ -25,11 +25,11 @@ class EnvGroup:
     """Env instances of one benchmark in this process; ``reset(sims)`` then ``step(actions)``."""
 
     def __init__(self, bench_args: tuple, reward_version: str) -> None:
-        from dmrl.envs.metaworld import benchmark, split_classes, split_tasks
+        from dmrl.envs.metaworld import all_classes, load_benchmark, split_tasks
 
-        self.bench = benchmark(*bench_args)
-        self.tasks = {s: split_tasks(self.bench, name) for s, name in enumerate(("train", "test"))}
-        self.classes = {**split_classes(self.bench, "train"), **split_classes(self.bench, "test")}
+        bench = load_benchmark(*bench_args)
+        self.tasks = split_tasks(bench)  # (train, test): a sim's split indexes it
+        self.classes = all_classes(bench)
         self.reward_version = reward_version
         self.free: dict[str, list] = defaultdict(list)  # instances per class name
         self.active: list = []
@@ -98,7 +98,7 @@ class EnvWorkers:
     def __init__(self, workers: int, bench_args: tuple, reward_version: str) -> None:
         self.n = int(workers)
         self.local = EnvGroup(bench_args, reward_version) if self.n == 1 else None
-        self.conns, self.procs, self.bounds = [], [], [0]
+        self.conns, self.procs, self.cuts = [], [], np.zeros(1, dtype=int)
         if self.local is None:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             for _ in range(self.n):
@@ -123,15 +123,19 @@ class EnvWorkers:
             raise RuntimeError(f"a Meta-World worker process failed: {payload}")
         return payload
 
+    def _cuts(self, n: int) -> np.ndarray:
+        """Where the contiguous shares of ``n`` simulations start and end, one per group.  # [groups + 1]"""
+        return np.linspace(0, n, self.n + 1).astype(int)
+
     def chunks(self, sims: list[Sim]) -> list[list[Sim]]:
         """The contiguous share of ``sims`` each group steps."""
-        cuts = np.linspace(0, len(sims), self.n + 1).astype(int)
+        cuts = self._cuts(len(sims))
         return [sims[cuts[k]:cuts[k + 1]] for k in range(self.n)]
 
     def reset(self, sims: list[Sim]) -> np.ndarray:
         if self.local is not None:
             return self.local.reset(sims)
-        self.bounds = np.linspace(0, len(sims), self.n + 1).astype(int)
+        self.cuts = self._cuts(len(sims))
         for conn, chunk in zip(self.conns, self.chunks(sims)):
             conn.send(("reset", chunk))
         return np.concatenate([self._receive(conn) for conn in self.conns])
@@ -139,7 +143,7 @@ class EnvWorkers:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.local is not None:
             return self.local.step(actions)
-        cuts = self.bounds
+        cuts = self.cuts
         for k, conn in enumerate(self.conns):
             conn.send(("step", actions[cuts[k]:cuts[k + 1]]))
         parts = [self._receive(conn) for conn in self.conns]

@@ -55,7 +55,7 @@ def require_metaworld():
 
 
 @functools.cache
-def benchmark(name: str, task_name: str | None, seed: int):
+def load_benchmark(name: str, task_name: str | None, seed: int):
     """The benchmark object (built once per process: ML45 draws 50 goals for each of 50 classes)."""
     metaworld = require_metaworld()
     if name == "ML1":
@@ -66,12 +66,14 @@ def benchmark(name: str, task_name: str | None, seed: int):
     return getattr(metaworld, name)(seed=seed)
 
 
-def split_tasks(bench, split: str) -> list:
-    return list(bench.train_tasks if split == "train" else bench.test_tasks)
+def split_tasks(bench) -> tuple[list, list]:
+    """The benchmark's ``(train_tasks, test_tasks)``: a task batch's ``(split, index)`` rows index them."""
+    return list(bench.train_tasks), list(bench.test_tasks)
 
 
-def split_classes(bench, split: str) -> dict:
-    return dict(bench.train_classes if split == "train" else bench.test_classes)
+def all_classes(bench) -> dict:
+    """Every env class of the benchmark by name (train and test classes)."""
+    return {**bench.train_classes, **bench.test_classes}
 
 
 class MetaWorld(BatchedEnv):
@@ -91,8 +93,8 @@ class MetaWorld(BatchedEnv):
                  device: str | torch.device = "cpu") -> None:
         super().__init__(horizon, device)
         self.bench_args = (benchmark, task_name if benchmark == "ML1" else None, int(seed))
-        self.bench = globals()["benchmark"](*self.bench_args)
-        self.reward_version = reward_version
+        # each split's class name per task: what a batch's (split, index) rows name
+        self.names = tuple([t.env_name for t in tasks] for tasks in split_tasks(load_benchmark(*self.bench_args)))
         self.obs_dim, self.act_dim = 39, 4
         self.workers = EnvWorkers(int(workers or default_threads()), self.bench_args, reward_version)
         self.engine = (f"Meta-World {importlib.metadata.version('metaworld')} env instances "
@@ -120,7 +122,7 @@ class MetaWorld(BatchedEnv):
 
     def task_groups(self, tasks: Tasks) -> list[str]:
         """The Meta-World class name of each task of a batch (evaluation reports success per class).  # [N]"""
-        return [split_tasks(self.bench, ("train", "test")[s])[i].env_name for s, i in np.asarray(tasks["task"])]
+        return [self.names[s][i] for s, i in np.asarray(tasks["task"])]
 
     def _reset(self, tasks: Tasks, episodes: int) -> Tensor:
         if "task" not in tasks:
@@ -151,11 +153,10 @@ class MetaWorld(BatchedEnv):
         """Refuse, before any instance is made, a batch whose new env instances do not fit in memory."""
         from dmrl.build import available_bytes
 
-        names = {s: [t.env_name for t in split_tasks(self.bench, ("train", "test")[s])] for s in (0, 1)}
         need: dict[tuple[int, str], int] = {}
         for worker, chunk in enumerate(self.workers.chunks(sims)):
             for split, index, _ in chunk:
-                key = (worker, names[split][index])
+                key = (worker, self.names[split][index])
                 need[key] = need.get(key, 0) + 1
         new = sum(max(0, k - self.instances.get(key, 0)) for key, k in need.items())
         have = available_bytes(torch.device("cpu"))
@@ -166,9 +167,6 @@ class MetaWorld(BatchedEnv):
                               f"(algo.meta_batch_size, algo.fast_batch_size or algo.trials_per_task)")
         for key, k in need.items():
             self.instances[key] = max(k, self.instances.get(key, 0))
-
-    def _tensor(self, x: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)
 
     def close(self) -> None:
         self.workers.close()

@@ -237,9 +237,6 @@ class MujocoEnv(BatchedEnv):
             raise RuntimeError("reset() must come first")
         return self.shape
 
-    def _tensor(self, x: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)
-
     # helpers for subclasses --------------------------------------------------------------------
 
     def scaled_models(self, scales: dict[str, np.ndarray], n: int) -> list[mujoco.MjModel]:

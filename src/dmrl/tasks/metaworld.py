@@ -43,16 +43,16 @@ class MetaWorldTasks(TaskPool):
             "seed": SEED}
 
     def __init__(self, benchmark: str = "ML1", task_name: str | None = "reach-v3", seed: int = 0) -> None:
-        from dmrl.envs.metaworld import benchmark as build_benchmark, split_tasks
+        from dmrl.envs.metaworld import load_benchmark, split_tasks
 
-        bench = build_benchmark(benchmark, task_name if benchmark == "ML1" else None, int(seed))
+        bench = load_benchmark(benchmark, task_name if benchmark == "ML1" else None, int(seed))
         self.splits: dict[str, Tasks] = {}
         self.digests: dict[str, np.ndarray] = {}
-        for s, split in enumerate(SPLITS):
-            tasks = split_tasks(bench, split)
+        self.names: dict[str, list[str]] = {}
+        for s, (split, tasks) in enumerate(zip(SPLITS, split_tasks(bench))):
             self.splits[split] = {"task": np.stack([np.full(len(tasks), s), np.arange(len(tasks))], axis=1)}
             self.digests[split] = fingerprint(tasks)
-        self.names = {split: [t.env_name for t in split_tasks(bench, split)] for split in SPLITS}
+            self.names[split] = [t.env_name for t in tasks]
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "digest": {split: torch.from_numpy(d.copy()) for split, d in self.digests.items()}}

@@ -55,6 +55,11 @@ class MetaTestBudget:
     eval_episodes: int | None = None
     on_step: Callable[[int, int], None] | None = None  # progress: called after each point of the curve
 
+    @property
+    def protocol_episodes(self) -> int | None:
+        """Meta-World's protocol: adaptation plus evaluation episodes per task (None outside it)."""
+        return self.adapt_episodes + self.eval_episodes if self.adapt_episodes and self.eval_episodes else None
+
 
 @dataclass
 class AdaptationResult:

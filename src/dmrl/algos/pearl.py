@@ -335,8 +335,8 @@ class PEARL(DeclaredState):
         """Per held-out task: ``num_exp_traj_eval`` trajectories with ``z`` from the prior, each later
         one with ``z`` from the posterior of every transition so far; deterministic actions; all
         tasks together."""
-        protocol = budget.adapt_episodes and budget.eval_episodes  # Meta-World's: adaptation, then evaluation
-        K = int(budget.adapt_episodes + budget.eval_episodes if protocol else budget.episodes or self.num_exp_traj_eval + 1)
+        # Meta-World's protocol: its adaptation, then its evaluation trajectories
+        K = int(budget.protocol_episodes or budget.episodes or self.num_exp_traj_eval + 1)
         n = len(next(iter(tasks.values())))
         dev = self.sampler.env.device
         returns, success, context, mask = [], [], None, None

@@ -140,9 +140,8 @@ class RL2(DeclaredState):
 
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
         """The return of each episode of ``budget.episodes`` trials per task (the contract's meta-test)."""
-        protocol = budget.adapt_episodes and budget.eval_episodes  # Meta-World's: one trial of both
-        curve, success = self.trial_curve(tasks, budget.episodes,
-                                          budget.adapt_episodes + budget.eval_episodes if protocol else None)  # [E, N]
+        # Meta-World's protocol: one trial of its adaptation and evaluation episodes
+        curve, success = self.trial_curve(tasks, budget.episodes, budget.protocol_episodes)  # [E, N]
         return AdaptationResult(axis="episode", returns=curve, success=success, objective_name="heldout/trial_return",
                                 objective=lambda r: r.sum(0), extras={"trials_per_task": int(budget.episodes or 1)})
 

@@ -31,24 +31,41 @@ def eval_job(cfg: DictConfig) -> dict:
     return checkpoint_job(cfg) if eval_source(cfg) == "checkpoint" else policy_job(cfg)
 
 
-def protocol_job(cfg: DictConfig) -> dict:
-    """``protocol=metaworld``: Meta-World's meta-learning evaluation of a checkpoint (or policy=random)."""
+def load_learner(cfg: DictConfig):
+    """``(parts, state, path)`` of ``checkpoint=``: the learner rebuilt from the config stored in the
+    checkpoint (checked before anything is built, never today's defaults), its trained state restored
+    (the learner only: evaluation seeds its own streams)."""
+    from dmrl.build import build
+    from dmrl.checkpoint import load_checkpoint, restore_state
+
+    ckpt = Path(cfg.checkpoint).expanduser().resolve()
+    state = load_checkpoint(ckpt)
+    parts = build(stored_config(state["config"], f"checkpoint {ckpt}"), device=cfg.device)
+    restore_state(parts.algo, {"algo": state["algo"], "tasks": state.get("tasks")}, ckpt, parts.tasks)
+    return parts, state, ckpt
+
+
+def make_policy(cfg: DictConfig):
+    """``(policy, env, task distribution)`` of ``policy=NAME`` on ``env=ENV`` (no checkpoint): the env and
+    its tasks from dmrl's config groups (every ``_target_`` checked first)."""
     from hydra.utils import instantiate
 
-    from dmrl.build import build, build_env, constructor_errors
-    from dmrl.checkpoint import load_checkpoint, restore_state
+    from dmrl.build import build_env, constructor_errors
+
+    env, distribution = build_env(cfg, cfg.device)
+    with constructor_errors():
+        return instantiate(cfg.policy)(env), env, distribution
+
+
+def protocol_job(cfg: DictConfig) -> dict:
+    """``protocol=metaworld``: Meta-World's meta-learning evaluation of a checkpoint (or policy=random)."""
     from dmrl.evaluation import format_protocol_table, metaworld_protocol
 
     if eval_source(cfg) == "checkpoint":
-        ckpt = Path(cfg.checkpoint).expanduser().resolve()
-        state = load_checkpoint(ckpt)
-        parts = build(stored_config(state["config"], f"checkpoint {ckpt}"), device=cfg.device)
-        restore_state(parts.algo, {"algo": state["algo"], "tasks": state.get("tasks")}, ckpt, parts.tasks)
+        parts, state, ckpt = load_learner(cfg)
         learner, env, tasks, head = parts.algo, parts.env, parts.tasks, {"checkpoint": str(ckpt), "iteration": int(state["iteration"])}
     else:
-        env, tasks = build_env(cfg, cfg.device)
-        with constructor_errors():
-            learner = instantiate(cfg.policy)(env)
+        learner, env, tasks = make_policy(cfg)
         head = {"policy": eval_source(cfg), "env": HydraConfig.get().runtime.choices.get("env")}
     result = {**head, **metaworld_protocol(learner, env, tasks, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed),
                                            num_evals=int(cfg.num_evals), adapt_steps=int(cfg.adaptation_steps),
@@ -65,16 +82,11 @@ def protocol_job(cfg: DictConfig) -> dict:
 def score_policy(cfg: DictConfig) -> dict:
     """The summary of ``policy=NAME`` on env's held-out tasks (eval.json's numbers): the env and its
     task distribution from dmrl's config groups, the tasks a checkpoint of that env meets at this seed."""
-    from hydra.utils import instantiate
-
-    from dmrl.build import build_env, constructor_errors
     from dmrl.evaluation import meta_test
     from dmrl.learner import MetaTestBudget
 
     name = eval_source(cfg)
-    env, distribution = build_env(cfg, cfg.device)  # checks every _target_ of cfg first
-    with constructor_errors():
-        policy = instantiate(cfg.policy)(env)
+    policy, env, distribution = make_policy(cfg)
     budget = MetaTestBudget(episodes=cfg.episodes)
     result = meta_test(policy, env, distribution, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget)
     return {"policy": name, **result}
@@ -100,16 +112,10 @@ def policy_job(cfg: DictConfig) -> dict:
 
 
 def checkpoint_job(cfg: DictConfig) -> dict:
-    from dmrl.build import build
-    from dmrl.checkpoint import load_checkpoint, restore_state
     from dmrl.evaluation import evaluate, format_table, write_report
     from dmrl.learner import MetaTestBudget
 
-    ckpt = Path(cfg.checkpoint).expanduser().resolve()
-    state = load_checkpoint(ckpt)
-    config = stored_config(state["config"], f"checkpoint {ckpt}")  # checked before anything is built
-    parts = build(config, device=cfg.device)  # the checkpoint's config, never today's defaults
-    restore_state(parts.algo, {"algo": state["algo"], "tasks": state.get("tasks")}, ckpt, parts.tasks)  # the learner only: eval seeds its own streams
+    parts, state, ckpt = load_learner(cfg)
     recorder = None
     messages: list[str] = []
     if cfg.video and not parts.algo.FILMS:

@@ -590,8 +590,9 @@ def bench_metaworld_ml1(repeats: int = 1, tasks: int = 20, episodes: int = 10, h
     env (its worker processes, one per core) with random actions and with MAML's sampler and the
     preset's policy, and, in the same run and in alternation, the benchmark's own vector envs
     (``gym.make_vec("Meta-World/ML1-train", vector_strategy="sync" | "async")``, ``tasks`` envs, each
-    stepped ``episodes x horizon`` times with random actions); and the single-thread ``mj_step`` limit
-    on the Sawyer model (frame skip 5) times the cores."""
+    stepped ``episodes x horizon`` times with random actions); the single-thread ``mj_step`` limit
+    on the Sawyer model (frame skip 5) times the cores; and Meta-World's own limit: its env's reset
+    and step (the Python around ``mj_step`` included) in one process, times the cores."""
     import gymnasium
     import metaworld  # noqa: F401  (registers the Meta-World/ ids)
     import mujoco
@@ -645,6 +646,22 @@ def bench_metaworld_ml1(repeats: int = 1, tasks: int = 20, episodes: int = 10, h
     for envs in vec.values():
         envs.close()
     env.close()
+    # Meta-World's own limit: one process stepping one worker's share of the instances (reset, then
+    # the whole episode, random actions) with nothing else; no sampler on these cores can beat it
+    # times the cores, whatever it does around the env's own Python
+    from dmrl.envs.env_workers import EnvGroup
+
+    group = EnvGroup(env.bench_args, "v2")
+    share = tasks * episodes // cores
+    sims = [(0, k % len(group.tasks[0]), k) for k in range(share)]
+    group.reset(sims)  # creates the instances
+    acts = np.random.default_rng(0).uniform(-1, 1, (horizon, share, 4))
+    t0 = time.perf_counter()
+    group.reset(sims)
+    for t in range(horizon):
+        group.step(acts[t])
+    env_limit = share * horizon / (time.perf_counter() - t0)
+    group.close()
     sawyer = next(iter(metaworld.ML1("reach-v3", seed=0).train_classes.values()))()
     model, data = sawyer.model, sawyer.data
     steps, t0 = 0, time.perf_counter()
@@ -659,7 +676,10 @@ def bench_metaworld_ml1(repeats: int = 1, tasks: int = 20, episodes: int = 10, h
             "dmrl_over_faster_reference": best["dmrl_policy"] / faster_reference,
             "dmrl_random_over_faster_reference": best["dmrl_random"] / faster_reference,
             "physics_limit_env_steps_per_sec_per_core": per_core, "physics_limit_env_steps_per_sec": per_core * cores,
-            "dmrl_fraction_of_physics_limit": best["dmrl_policy"] / (per_core * cores), "target_ratio": 2.0}
+            "dmrl_fraction_of_physics_limit": best["dmrl_policy"] / (per_core * cores), "target_ratio": 2.0,
+            "env_limit_env_steps_per_sec_per_core": env_limit, "env_limit_env_steps_per_sec": env_limit * cores,
+            "env_limit_over_faster_reference": env_limit * cores / faster_reference,
+            "dmrl_fraction_of_env_limit": best["dmrl_policy"] / (env_limit * cores)}
 
 
 def bench_sweep_local() -> dict:
@@ -722,7 +742,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"with MAML's sampler {sps['dmrl_policy']:.0f} ({r['workers']} workers); gym.make_vec sync "
                   f"{sps['sync']:.0f}, async {sps['async']:.0f} -> dmrl / faster {r['dmrl_over_faster_reference']:.2f}x "
                   f"(target {r['target_ratio']}x); mj_step limit {r['physics_limit_env_steps_per_sec']:.0f} "
-                  f"({100 * r['dmrl_fraction_of_physics_limit']:.0f}% reached)\n  machine: {r['machine']['cpu_model']}")
+                  f"({100 * r['dmrl_fraction_of_physics_limit']:.0f}% reached); Meta-World's own step x {r['workers']} "
+                  f"cores {r['env_limit_env_steps_per_sec']:.0f} (= {r['env_limit_over_faster_reference']:.2f}x the "
+                  f"faster reference; dmrl at {100 * r['dmrl_fraction_of_env_limit']:.0f}%)\n"
+                  f"  machine: {r['machine']['cpu_model']}")
             sys.stdout.flush()
             continue
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides, split_times=args.split,

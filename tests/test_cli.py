@@ -56,7 +56,7 @@ def test_train_then_eval_end_to_end(tmp_path, cli_env):
 
 
 def test_eval_uses_the_checkpoint_config_not_todays_defaults(tmp_path, cli_env):
-    run(["dmrl-train", *SMOKE, "policy.hidden_sizes=[8]", "env.horizon=7", "hydra.run.dir=run"], tmp_path, cli_env)
+    run(["dmrl-train", *SMOKE, "algo.policy.hidden_sizes=[8]", "env.horizon=7", "hydra.run.dir=run"], tmp_path, cli_env)
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert state["algo"]["policy"]["layers.0.weight"].shape == (8, 2)
     run(["dmrl-eval", "checkpoint=run/checkpoints/last.pt", "num_tasks=3", "adapt_steps=1", "hydra.run.dir=ev"],
@@ -106,21 +106,25 @@ BAD_TRAIN = [
     (["env.horizon=0"], "env.horizon"),
     (["iterations=abc"], "iterations"),
     (["algo.first_order=maybe"], "algo.first_order"),
-    (["meta_optimizer.max_kl=0"], "meta_optimizer.max_kl"),
-    (["meta_optimizer.ls_backtrack_ratio=1.5"], "meta_optimizer.ls_backtrack_ratio"),
-    (["meta_optimizer.fvp_subsample=0"], "meta_optimizer.fvp_subsample"),
+    (["algo.meta_optimizer.max_kl=0"], "algo.meta_optimizer.max_kl"),
+    (["algo.meta_optimizer.ls_backtrack_ratio=1.5"], "algo.meta_optimizer.ls_backtrack_ratio"),
+    (["algo.meta_optimizer.fvp_subsample=0"], "algo.meta_optimizer.fvp_subsample"),
     (["algo.inner_estimator=dice"], "algo.inner_estimator"),
     (["env.normalize_actions=sometimes"], "env.normalize_actions"),
-    (["policy.activation=sigmoid"], "policy.activation"),
-    (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
-    (["env=bandit", "algo=rl2", "policy.critic=both"], "policy.critic"),
-    (["env=bandit", "algo=rl2", "policy.update_gate_bias=abc"], "policy.update_gate_bias"),
+    (["algo.policy.activation=sigmoid"], "algo.policy.activation"),
+    (["algo.policy.hidden_sizes=[64,0]"], "algo.policy.hidden_sizes"),
+    (["env=bandit", "algo=rl2", "algo.policy.critic=both"], "algo.policy.critic"),
+    (["env=bandit", "algo=rl2", "algo.policy.update_gate_bias=abc"], "algo.policy.update_gate_bias"),
     (["device=tpu"], "device"),
     (["tasks.low=0.9", "tasks.high=0.1"], "tasks.low"),
     (["algo.not_a_key=1"], "algo.not_a_key"),
     (["not_a_key=1"], "not_a_key"),
     (["env=moon"], "env=moon"),
     (["algo=nope"], "algo=nope"),
+    (["algo/policy=nope"], "algo/policy=nope: no such option; allowed: gaussian_mlp, gru"),
+    (["algo/meta_optimizer=nope"], "algo/meta_optimizer=nope: no such option; allowed: adam"),
+    (["algo/sampler=ray", "algo.sampler.workers=0"], "algo.sampler.workers must be an integer >= 1"),
+    (["algo.policy.not_a_key=1"], "algo.policy.not_a_key"),
     (["-m", "algo.inner_lr=0.1,-0.5"], "algo.inner_lr"),
     (["resume=/nonexistent/last.pt"], "/nonexistent/last.pt"),
     (["tasks=cheetah_vel"], "point_nav needs tasks with key 'goal'"),
@@ -179,7 +183,7 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
     newer = tmp_path / "newer.pt"  # a config key this version's policy does not take (another dmrl version)
     good = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     config = OmegaConf.create(good["config"])
-    config.policy.frobnicate = 1
+    config.algo.policy.frobnicate = 1
     good["config"] = OmegaConf.to_yaml(config)
     good["checksum"] = checksum({k: v for k, v in good.items() if k not in ("format", "version", "checksum")})
     torch.save(good, newer)
@@ -208,7 +212,7 @@ def test_eval_bad_options(tmp_path, cli_env):
 
 def test_rl2_train_then_eval_reports_trials_and_baselines(tmp_path, cli_env):
     run(["dmrl-train", "env=bandit", "algo=rl2", "iterations=2", "algo.meta_batch_size=8", "algo.trials_per_task=2",
-         "algo.episodes_per_trial=4", "policy.hidden_size=8", "logger=jsonl", "hydra.run.dir=run"], tmp_path, cli_env)
+         "algo.episodes_per_trial=4", "algo.policy.hidden_size=8", "logger=jsonl", "hydra.run.dir=run"], tmp_path, cli_env)
     recs = metrics(tmp_path / "run")
     assert [r["iteration"] for r in recs] == [1, 2] and recs[-1]["env_steps"] == 2 * 8 * 2 * 4
     for key in ("meta_train/trial_return", "meta_train/return_episode3", "meta_optim/approx_kl"):

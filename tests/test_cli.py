@@ -141,6 +141,65 @@ def test_bad_train_input_is_one_clear_line(tmp_path, cli_env, args, key):
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("last.pt"))
 
 
+# Keys typed in their place from before the algo brought its own policy, meta-optimizer and sampler:
+# (command line, the old key as the line names it, the new one)
+MOVED = [
+    (["policy.hidden_sizes=[64,64]"], "policy.hidden_sizes", "algo.policy.hidden_sizes"),
+    (["policy=gru"], "policy=gru", "algo/policy=gru"),
+    (["policy=maml_paper", "seed=1"], "policy=maml_paper", "algo/policy=maml_paper"),
+    (["meta_optimizer=adam"], "meta_optimizer=adam", "algo/meta_optimizer=adam"),
+    (["meta_optimizer.max_kl=0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["sampler=ray"], "sampler=ray", "algo/sampler=ray"),
+    (["sampler.workers=2"], "sampler.workers", "algo.sampler.workers"),
+    (["+policy.hidden_sizes=[8]"], "policy.hidden_sizes", "algo.policy.hidden_sizes"),
+    (["++meta_optimizer.lr=0.1"], "meta_optimizer.lr", "algo.meta_optimizer.lr"),
+    (["+sampler=ray"], "+sampler=ray", "+algo/sampler=ray"),
+    (["~sampler"], "~sampler", "~algo/sampler"),
+    (["~policy.activation"], "policy.activation", "algo.policy.activation"),
+    (["-m", "meta_optimizer.max_kl=0.01,0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["-m", "algo.inner_lr=0.1,0.2", "policy=gaussian_mlp,maml_paper"], "policy=gaussian_mlp,maml_paper",
+     "algo/policy=gaussian_mlp,maml_paper"),
+    (["hparams_search=maml_optuna", "meta_optimizer.max_kl=0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["hparams_search=maml_optuna", "hydra.sweeper.params.meta_optimizer.max_kl=interval(0.001,0.1)"],
+     "hydra.sweeper.params.meta_optimizer.max_kl", "hydra.sweeper.params.algo.meta_optimizer.max_kl"),
+    (["resume=run/checkpoints/last.pt", "meta_optimizer.max_kl=0.005"], "meta_optimizer.max_kl",
+     "algo.meta_optimizer.max_kl"),
+]
+
+
+@pytest.mark.parametrize("args,old,new", MOVED, ids=[" ".join(a) for a, _, _ in MOVED])
+def test_a_key_in_its_old_place_names_its_new_one(tmp_path, cli_env, args, old, new):
+    """Since the policy, meta-optimizer and sampler are the algo's (conf/algo/policy/, ...), each old key
+    is one line that names its new key, before any work (dmrl.cli.train.moved_key)."""
+    proc = run(["dmrl-train", *args], tmp_path, cli_env, ok=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0] == (f"dmrl-train: error: {old} is now {new} (the policy, optimizer and sampler are part of "
+                        "the algo's config)")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_preset_of_ones_own_with_the_old_keys_names_the_new_ones(tmp_path, cli_env):
+    """A preset in $DMRL_CONFIG_PATH written for the old layout: its group override and its keys."""
+    (tmp_path / "conf/experiment").mkdir(parents=True)
+    (tmp_path / "conf/experiment/mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /algo: maml\n  - override /policy: maml_paper\n")
+    env = {**cli_env, "DMRL_CONFIG_PATH": str(tmp_path / "conf")}
+    line = one_line(run(["dmrl-train", "experiment=mine"], tmp_path, env, ok=False))
+    assert line.endswith("experiment=mine: policy is now algo/policy (the policy, optimizer and sampler are part of "
+                         "the algo's config)"), line
+    (tmp_path / "conf/experiment/mine.yaml").write_text("# @package _global_\npolicy:\n  hidden_sizes: [8]\n")
+    line = one_line(run(["dmrl-train", "experiment=mine"], tmp_path, env, ok=False))
+    assert "policy is set at the top level (by a preset?): policy is now algo.policy" in line, line
+    assert not (tmp_path / "outputs").exists()
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    return lines[0]
+
+
 def _write_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
     truncated = tmp / "truncated.pt"
     good = tmp / "run/checkpoints/last.pt"

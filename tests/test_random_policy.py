@@ -19,6 +19,7 @@ from dmrl.build import build, build_env
 from dmrl.classic import UniformPolicy
 from dmrl.cli.app import precheck
 from dmrl.cli.evaluate import CHOICES, check_source, score_policy
+from dmrl.cli.train import moved_key
 from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, eval_source, validate
 from dmrl.evaluation import evaluate, heldout_tasks
 from dmrl.learner import MetaTestBudget
@@ -172,8 +173,13 @@ def test_bad_inputs_one_line_before_any_work(args, message, capsys):
 
 
 def test_train_refuses_the_random_policy(capsys):
+    with pytest.raises(SystemExit):
+        precheck("dmrl-train", "train", ["policy=random"], TRAIN_RULES, moved=moved_key)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy=random is dmrl-eval's, with nothing to train" in err[0], err
+    assert "algo/policy=gaussian_mlp|gru|maml_paper|tanh_gaussian" in err[0]
     with pytest.raises(SystemExit):  # the algo's policy group has no such option
-        precheck("dmrl-train", "train", ["algo/policy=random"], TRAIN_RULES)
+        precheck("dmrl-train", "train", ["algo/policy=random"], TRAIN_RULES, moved=moved_key)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "algo/policy=random: no such option; allowed: gaussian_mlp, gru" in err[0], err
     # a stored config naming it, in the algo's place or (older) at the top level: refused by its _target_

@@ -14,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import discard_if_empty, help_text, run
-from dmrl.config import TRAIN_RULES, validate
+from dmrl.config import EVAL_POLICIES, TRAIN_RULES, group_options, validate
 from dmrl.errors import CheckpointError, ConfigError, DmrlError, Interrupted, StorageError, Terminated
+from dmrl.learner import PARTS
 from dmrl.summary import SUMMARY_FILE, provenance
 from dmrl.stored import stored_config
 
@@ -35,6 +36,27 @@ def _is_runtime(key: str) -> bool:
 def node(key: str) -> str:
     """The config path a group override sets (``algo/policy=gru`` sets ``algo.policy``)."""
     return key.replace("/", ".")
+
+
+def moved_key(override: str) -> str | None:
+    """One line for a key typed in its place from before the policy, meta-optimizer and sampler became
+    the algo's (``policy.hidden_sizes=...``, ``meta_optimizer=adam``, ``~sampler``, a sweep's
+    ``hydra.sweeper.params.meta_optimizer.max_kl``): the key it is now. None for any other override."""
+    body = override.lstrip("+~")
+    prefix, (key, eq, value) = override[: len(override) - len(body)], body.partition("=")
+    params = "hydra.sweeper.params."
+    where = params if key.startswith(params) else ""
+    rest = key[len(where):]
+    if rest.replace("/", ".").split(".")[0] not in PARTS:
+        return None
+    if rest == "policy" and value in EVAL_POLICIES:  # dmrl-eval's policy=random: nothing to train
+        return (f"policy={value} is dmrl-eval's, with nothing to train (dmrl-eval env=ENV policy={value} scores it); "
+                f"dmrl-train's policy is the algo's: algo/policy={'|'.join(group_options('algo/policy'))}")
+    if "." in rest or where:
+        old, new = key, f"{where}algo{'.' if '.' in rest else '/'}{rest}"
+    else:  # a group choice: policy=gru is algo/policy=gru
+        old, new = f"{prefix}{key}{eq}{value}", f"{prefix}algo/{key}{eq}{value}"
+    return f"{old} is now {new} (the policy, optimizer and sampler are part of the algo's config)"
 
 
 def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: str = "checkpoint") -> DictConfig:
@@ -359,6 +381,15 @@ the run writes metrics.jsonl, TensorBoard events, atomic checkpoints (every RNG 
 summary.json into its run dir, and ends with an adaptation test on held-out tasks."""
 
 
+def _check_train(cfg: DictConfig, multirun: bool) -> None:
+    """dmrl-train's own checks of a composed command line (:func:`dmrl.cli.app.precheck`)."""
+    for key in PARTS:  # a preset of one's own ($DMRL_CONFIG_PATH) that sets them in their old place
+        if key in cfg:
+            raise ConfigError(f"{key} is set at the top level (by a preset?): {key} is now algo.{key} (the policy, "
+                              "optimizer and sampler are part of the algo's config: algo: {" + key + ": ...})")
+    _check_fresh_run_dir(cfg, multirun)
+
+
 def _check_fresh_run_dir(cfg: DictConfig, multirun: bool) -> None:
     """Before Hydra writes .hydra/ into it: a fresh run may not land on an old one (overwrite=true may)."""
     from dmrl.rundir import busy, holds_run, in_use
@@ -386,7 +417,7 @@ def _tunable_on_resume(args: list[str]) -> list[str]:
 
 def main() -> None:
     sys.argv[1:] = _tunable_on_resume(sys.argv[1:])
-    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_fresh_run_dir,
+    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_train, moved=moved_key,
         help=help_text("dmrl-train", "train", HELP,
                        "dmrl-train env=cheetah_vel algo=maml iterations=200 seed=1   "
                        "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)"))

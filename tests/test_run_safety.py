@@ -418,6 +418,10 @@ def test_help_and_version(tmp_path, cli_env):
     assert "algo=" not in out and "Powered by Hydra" not in out  # eval's own keys only, not Hydra's page
     out = run(["dmrl-train", "--help"], tmp_path, cli_env).stdout
     assert "algo=maml|meta_sgd|multitask|oracle|pearl|promp|rl2" in out and "checkpoint.every=50" in out and "example:" in out
+    # the algo's own groups, each with its per-algo default
+    assert "algo/policy=gaussian_mlp|gru|maml_paper|tanh_gaussian  (the algo's own: tanh_gaussian for pearl, gru for " \
+           "rl2, else gaussian_mlp)" in out
+    assert "algo/meta_optimizer=adam|adam_clip|ppo|sac|trpo|trpo_full" in out and "algo/sampler=local|ray  (default local)" in out
     from importlib import metadata
 
     out = run(["dmrl-report", "--help"], tmp_path, cli_env).stdout

@@ -134,6 +134,7 @@ def help_text(prog: str, config_name: str, summary: str, example: str, choices: 
                 if choices and group in choices:
                     options = [o for o in options if choices[group][0](o)]
                 groups.append(f"  {group}={'|'.join(options)}  (default {default}): {comment.strip()}")
+                groups += _nested_groups(folder, group)
         elif line and not line[0].isspace() and ":" in body and not body.startswith(("defaults", "hydra")):
             key, _, value = body.partition(":")
             if value.strip():
@@ -148,6 +149,28 @@ def help_text(prog: str, config_name: str, summary: str, example: str, choices: 
     lines += ["keys:", *keys, "", "example:", f"  {example}", "",
               f"{prog} --cfg job prints the whole composed config; --hydra-help shows Hydra's own flags."]
     return "\n".join(lines)
+
+
+def _nested_groups(folder: Path, group: str) -> list[str]:
+    """``--help`` lines of the groups nested in ``group`` (algo/policy, ...): each option of ``group``
+    picks one in its own defaults list (``  - policy: gru  # meaning``), so the default is per option."""
+    picked: dict[str, dict[str, str]] = {}  # nested group -> option of group -> its pick (in defaults order)
+    meaning: dict[str, str] = {}
+    for option in sorted(folder.glob("*.yaml")):
+        for line in option.read_text().splitlines():
+            body, _, comment = line.partition("#")
+            name, _, pick = body.strip().removeprefix("- ").partition(":")
+            if body.strip().startswith("- ") and (folder / name.strip()).is_dir():
+                picked.setdefault(name.strip(), {})[option.stem] = pick.strip()
+                meaning.setdefault(name.strip(), comment.strip())
+    lines = []
+    for sub, picks in picked.items():
+        usual = max(sorted(set(picks.values())), key=list(picks.values()).count)
+        others = ", ".join(f"{v} for {k}" for k, v in picks.items() if v != usual)
+        default = f"the {group}'s own: {others}, else {usual}" if others else f"default {usual}"
+        options = "|".join(sorted(p.stem for p in (folder / sub).glob("*.yaml")))
+        lines.append(f"  {group}/{sub}={options}  ({default}): {meaning[sub]}")
+    return lines
 
 
 def _not_an_override(arg: str, args: list[str]) -> str:

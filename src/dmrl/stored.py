@@ -92,13 +92,9 @@ def check_resolved(cfg: DictConfig | dict, source: str) -> None:
                               "resolved, so this one was altered; refused")
 
 
-def check_targets(cfg: DictConfig | dict, source: str, resolved: bool = False) -> None:
-    """Refuse a config that names code dmrl's own config files do not put at that place.
-
-    ``resolved``: the config was stored resolved (:func:`check_resolved` first).
-    """
-    if resolved:
-        check_resolved(cfg, source)
+def check_targets(cfg: DictConfig | dict, source: str) -> None:
+    """Refuse a config that names code dmrl's own config files do not put at that place (a stored
+    config's after :func:`check_resolved` and its migrations: the places are today's)."""
     allowed = allowed_targets()
     for path, key, value in _walk(_plain(cfg), ""):
         if not isinstance(key, str) or not key.startswith("_"):

@@ -7,9 +7,9 @@
 ``maml_point_nav``: point_nav, meta-batch 20, 20 episodes per task, horizon 100, 1 inner step,
 [64, 64] tanh, 10 CG iterations, second order. A widely used PyTorch MAML port needs 4.4 s per
 meta-iteration for this on a 2-core machine. Both MAML cases compute the TRPO curvature on full
-batches, as the port does (``meta_optimizer.fvp_subsample=1.0``).
+batches, as the port does (``algo.meta_optimizer.fvp_subsample=1.0``).
 
-``maml_point_nav_default``: the same with dmrl's default ``meta_optimizer.fvp_subsample=0.1``
+``maml_point_nav_default``: the same with dmrl's default ``algo.meta_optimizer.fvp_subsample=0.1``
 (curvature products on 10% of each task's episodes, as in Schulman's TRPO).
 
 ``maml_cheetah_vel``: cheetah_vel, meta-batch 40, 20 episodes per task, horizon 100, otherwise as
@@ -80,27 +80,28 @@ from dmrl.allocator import keep_freed_memory
 from dmrl.build import build
 from dmrl.config import CONF_DIR
 
-POINT_NAV_REFERENCE = ["env=point_nav", "algo=maml", "meta_optimizer=trpo", "algo.meta_batch_size=20",
+POINT_NAV_REFERENCE = ["env=point_nav", "algo=maml", "algo/meta_optimizer=trpo", "algo.meta_batch_size=20",
                        "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
-                       "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "meta_optimizer.cg_iters=10",
-                       "algo.first_order=false"]
+                       "algo.policy.hidden_sizes=[64,64]", "algo.policy.activation=tanh",
+                       "algo.meta_optimizer.cg_iters=10", "algo.first_order=false"]
 
 CASES: dict[str, dict] = {
     "maml_point_nav": {
-        "overrides": [*POINT_NAV_REFERENCE, "meta_optimizer.fvp_subsample=1.0"],
+        "overrides": [*POINT_NAV_REFERENCE, "algo.meta_optimizer.fvp_subsample=1.0"],
         "reference_sec_per_iteration": 4.4,
         "target_sec_per_iteration": 0.4,
     },
     "maml_point_nav_default": {  # the same with dmrl's default curvature subsample
-        "overrides": [*POINT_NAV_REFERENCE, "meta_optimizer.fvp_subsample=0.1"],
+        "overrides": [*POINT_NAV_REFERENCE, "algo.meta_optimizer.fvp_subsample=0.1"],
         "reference_sec_per_iteration": 4.4,
         "target_sec_per_iteration": 0.4,
     },
     "maml_cheetah_vel": {
-        "overrides": ["env=cheetah_vel", "algo=maml", "meta_optimizer=trpo", "algo.meta_batch_size=40",
+        "overrides": ["env=cheetah_vel", "algo=maml", "algo/meta_optimizer=trpo", "algo.meta_batch_size=40",
                       "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
-                      "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "meta_optimizer.cg_iters=10",
-                      "algo.first_order=false", "meta_optimizer.fvp_subsample=1.0"],
+                      "algo.policy.hidden_sizes=[64,64]", "algo.policy.activation=tanh",
+                      "algo.meta_optimizer.cg_iters=10", "algo.first_order=false",
+                      "algo.meta_optimizer.fvp_subsample=1.0"],
         "reference_sec_per_iteration": 14.0,
         "target_sec_per_iteration": 4.0,
         "extra": "mujoco",

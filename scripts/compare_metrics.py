@@ -6,6 +6,10 @@ machine, and compares ``metrics.jsonl`` (the ``time/`` keys left out) and the fi
 numbers exactly. Bit-identical results are only expected on one machine: BLAS picks its kernels per
 CPU, so never compare against numbers from another machine.
 
+The cases are written with today's keys; a reference tree from before the algo brought its own
+policy, meta-optimizer and sampler (its ``conf/policy/`` holds the training policies) gets them in
+their old places (``algo.policy.hidden_size=32`` -> ``policy.hidden_size=32``).
+
     git worktree add /tmp/ref <commit>
     python scripts/compare_metrics.py --ref /tmp/ref/src            # default job, 20 iterations
     python scripts/compare_metrics.py --ref /tmp/ref/src --case rl2_bandit
@@ -25,16 +29,32 @@ HERE = Path(__file__).resolve().parents[1] / "src"
 CASES = {
     "default": ["iterations=20", "seed=0"],  # the default job (MAML-TRPO on point_nav), its first 20 iterations
     "rl2_bandit": ["env=bandit", "algo=rl2", "iterations=10", "algo.meta_batch_size=16", "algo.trials_per_task=4",
-                   "algo.episodes_per_trial=10", "policy.hidden_size=32"],
+                   "algo.episodes_per_trial=10", "algo.policy.hidden_size=32"],
     "cheetah_vel": ["env=cheetah_vel", "iterations=2", "algo.meta_batch_size=4", "algo.fast_batch_size=4",
                     "env.horizon=50", "final_eval.num_tasks=4"],
 }
 COMMON = ["logger=jsonl", "device=cpu"]
+PARTS = ("policy", "meta_optimizer", "sampler")  # the algo's own since checkpoint format 3 (dmrl.learner.PARTS)
+
+
+def for_tree(src: Path, args: list[str]) -> list[str]:
+    """``args`` as the tree at ``src`` takes them: a tree whose train config has the policy,
+    meta-optimizer and sampler at the top level gets ``algo.policy.X`` as ``policy.X`` and
+    ``algo/policy=Y`` as ``policy=Y``."""
+    if not (src / "dmrl/conf/policy/gaussian_mlp.yaml").is_file():
+        return args
+    old = []
+    for a in args:
+        body = a.lstrip("+~")
+        if body.startswith(tuple(f"algo{sep}{part}{end}" for part in PARTS for sep, end in ((".", "."), ("/", "=")))):
+            body = body[len("algo/"):]  # algo.policy.X -> policy.X, algo/policy=Y -> policy=Y
+        old.append(a[: len(a) - len(a.lstrip("+~"))] + body)
+    return old
 
 
 def run_tree(src: Path, args: list[str], workdir: Path) -> tuple[list[dict], dict]:
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    cmd = [sys.executable, "-c", "from dmrl.cli.train import main; main()", *COMMON, *args,
+    cmd = [sys.executable, "-c", "from dmrl.cli.train import main; main()", *COMMON, *for_tree(src, args),
            f"hydra.run.dir={workdir}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

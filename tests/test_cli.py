@@ -56,7 +56,7 @@ def test_train_then_eval_end_to_end(tmp_path, cli_env):
 
 
 def test_eval_uses_the_checkpoint_config_not_todays_defaults(tmp_path, cli_env):
-    run(["dmrl-train", *SMOKE, "policy.hidden_sizes=[8]", "env.horizon=7", "hydra.run.dir=run"], tmp_path, cli_env)
+    run(["dmrl-train", *SMOKE, "algo.policy.hidden_sizes=[8]", "env.horizon=7", "hydra.run.dir=run"], tmp_path, cli_env)
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert state["algo"]["policy"]["layers.0.weight"].shape == (8, 2)
     run(["dmrl-eval", "checkpoint=run/checkpoints/last.pt", "num_tasks=3", "adapt_steps=1", "hydra.run.dir=ev"],
@@ -106,21 +106,25 @@ BAD_TRAIN = [
     (["env.horizon=0"], "env.horizon"),
     (["iterations=abc"], "iterations"),
     (["algo.first_order=maybe"], "algo.first_order"),
-    (["meta_optimizer.max_kl=0"], "meta_optimizer.max_kl"),
-    (["meta_optimizer.ls_backtrack_ratio=1.5"], "meta_optimizer.ls_backtrack_ratio"),
-    (["meta_optimizer.fvp_subsample=0"], "meta_optimizer.fvp_subsample"),
+    (["algo.meta_optimizer.max_kl=0"], "algo.meta_optimizer.max_kl"),
+    (["algo.meta_optimizer.ls_backtrack_ratio=1.5"], "algo.meta_optimizer.ls_backtrack_ratio"),
+    (["algo.meta_optimizer.fvp_subsample=0"], "algo.meta_optimizer.fvp_subsample"),
     (["algo.inner_estimator=dice"], "algo.inner_estimator"),
     (["env.normalize_actions=sometimes"], "env.normalize_actions"),
-    (["policy.activation=sigmoid"], "policy.activation"),
-    (["policy.hidden_sizes=[64,0]"], "policy.hidden_sizes"),
-    (["env=bandit", "algo=rl2", "policy.critic=both"], "policy.critic"),
-    (["env=bandit", "algo=rl2", "policy.update_gate_bias=abc"], "policy.update_gate_bias"),
+    (["algo.policy.activation=sigmoid"], "algo.policy.activation"),
+    (["algo.policy.hidden_sizes=[64,0]"], "algo.policy.hidden_sizes"),
+    (["env=bandit", "algo=rl2", "algo.policy.critic=both"], "algo.policy.critic"),
+    (["env=bandit", "algo=rl2", "algo.policy.update_gate_bias=abc"], "algo.policy.update_gate_bias"),
     (["device=tpu"], "device"),
     (["tasks.low=0.9", "tasks.high=0.1"], "tasks.low"),
     (["algo.not_a_key=1"], "algo.not_a_key"),
     (["not_a_key=1"], "not_a_key"),
     (["env=moon"], "env=moon"),
     (["algo=nope"], "algo=nope"),
+    (["algo/policy=nope"], "algo/policy=nope: no such option; allowed: gaussian_mlp, gru"),
+    (["algo/meta_optimizer=nope"], "algo/meta_optimizer=nope: no such option; allowed: adam"),
+    (["algo/sampler=ray", "algo.sampler.workers=0"], "algo.sampler.workers must be an integer >= 1"),
+    (["algo.policy.not_a_key=1"], "algo.policy.not_a_key"),
     (["-m", "algo.inner_lr=0.1,-0.5"], "algo.inner_lr"),
     (["resume=/nonexistent/last.pt"], "/nonexistent/last.pt"),
     (["tasks=cheetah_vel"], "point_nav needs tasks with key 'goal'"),
@@ -135,6 +139,65 @@ def test_bad_train_input_is_one_clear_line(tmp_path, cli_env, args, key):
     assert len(lines) == 1, proc.stderr
     assert key in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("last.pt"))
+
+
+# Keys typed in their place from before the algo brought its own policy, meta-optimizer and sampler:
+# (command line, the old key as the line names it, the new one)
+MOVED = [
+    (["policy.hidden_sizes=[64,64]"], "policy.hidden_sizes", "algo.policy.hidden_sizes"),
+    (["policy=gru"], "policy=gru", "algo/policy=gru"),
+    (["policy=maml_paper", "seed=1"], "policy=maml_paper", "algo/policy=maml_paper"),
+    (["meta_optimizer=adam"], "meta_optimizer=adam", "algo/meta_optimizer=adam"),
+    (["meta_optimizer.max_kl=0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["sampler=ray"], "sampler=ray", "algo/sampler=ray"),
+    (["sampler.workers=2"], "sampler.workers", "algo.sampler.workers"),
+    (["+policy.hidden_sizes=[8]"], "policy.hidden_sizes", "algo.policy.hidden_sizes"),
+    (["++meta_optimizer.lr=0.1"], "meta_optimizer.lr", "algo.meta_optimizer.lr"),
+    (["+sampler=ray"], "+sampler=ray", "+algo/sampler=ray"),
+    (["~sampler"], "~sampler", "~algo/sampler"),
+    (["~policy.activation"], "policy.activation", "algo.policy.activation"),
+    (["-m", "meta_optimizer.max_kl=0.01,0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["-m", "algo.inner_lr=0.1,0.2", "policy=gaussian_mlp,maml_paper"], "policy=gaussian_mlp,maml_paper",
+     "algo/policy=gaussian_mlp,maml_paper"),
+    (["hparams_search=maml_optuna", "meta_optimizer.max_kl=0.02"], "meta_optimizer.max_kl", "algo.meta_optimizer.max_kl"),
+    (["hparams_search=maml_optuna", "hydra.sweeper.params.meta_optimizer.max_kl=interval(0.001,0.1)"],
+     "hydra.sweeper.params.meta_optimizer.max_kl", "hydra.sweeper.params.algo.meta_optimizer.max_kl"),
+    (["resume=run/checkpoints/last.pt", "meta_optimizer.max_kl=0.005"], "meta_optimizer.max_kl",
+     "algo.meta_optimizer.max_kl"),
+]
+
+
+@pytest.mark.parametrize("args,old,new", MOVED, ids=[" ".join(a) for a, _, _ in MOVED])
+def test_a_key_in_its_old_place_names_its_new_one(tmp_path, cli_env, args, old, new):
+    """Since the policy, meta-optimizer and sampler are the algo's (conf/algo/policy/, ...), each old key
+    is one line that names its new key, before any work (dmrl.cli.train.moved_key)."""
+    proc = run(["dmrl-train", *args], tmp_path, cli_env, ok=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0] == (f"dmrl-train: error: {old} is now {new} (the policy, optimizer and sampler are part of "
+                        "the algo's config)")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_preset_of_ones_own_with_the_old_keys_names_the_new_ones(tmp_path, cli_env):
+    """A preset in $DMRL_CONFIG_PATH written for the old layout: its group override and its keys."""
+    (tmp_path / "conf/experiment").mkdir(parents=True)
+    (tmp_path / "conf/experiment/mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /algo: maml\n  - override /policy: maml_paper\n")
+    env = {**cli_env, "DMRL_CONFIG_PATH": str(tmp_path / "conf")}
+    line = one_line(run(["dmrl-train", "experiment=mine"], tmp_path, env, ok=False))
+    assert line.endswith("experiment=mine: policy is now algo/policy (the policy, optimizer and sampler are part of "
+                         "the algo's config)"), line
+    (tmp_path / "conf/experiment/mine.yaml").write_text("# @package _global_\npolicy:\n  hidden_sizes: [8]\n")
+    line = one_line(run(["dmrl-train", "experiment=mine"], tmp_path, env, ok=False))
+    assert "policy is set at the top level (by a preset?): policy is now algo.policy" in line, line
+    assert not (tmp_path / "outputs").exists()
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    return lines[0]
 
 
 def _write_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
@@ -179,7 +242,7 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
     newer = tmp_path / "newer.pt"  # a config key this version's policy does not take (another dmrl version)
     good = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     config = OmegaConf.create(good["config"])
-    config.policy.frobnicate = 1
+    config.algo.policy.frobnicate = 1
     good["config"] = OmegaConf.to_yaml(config)
     good["checksum"] = checksum({k: v for k, v in good.items() if k not in ("format", "version", "checksum")})
     torch.save(good, newer)
@@ -208,7 +271,7 @@ def test_eval_bad_options(tmp_path, cli_env):
 
 def test_rl2_train_then_eval_reports_trials_and_baselines(tmp_path, cli_env):
     run(["dmrl-train", "env=bandit", "algo=rl2", "iterations=2", "algo.meta_batch_size=8", "algo.trials_per_task=2",
-         "algo.episodes_per_trial=4", "policy.hidden_size=8", "logger=jsonl", "hydra.run.dir=run"], tmp_path, cli_env)
+         "algo.episodes_per_trial=4", "algo.policy.hidden_size=8", "logger=jsonl", "hydra.run.dir=run"], tmp_path, cli_env)
     recs = metrics(tmp_path / "run")
     assert [r["iteration"] for r in recs] == [1, 2] and recs[-1]["env_steps"] == 2 * 8 * 2 * 4
     for key in ("meta_train/trial_return", "meta_train/return_episode3", "meta_optim/approx_kl"):

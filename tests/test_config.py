@@ -8,14 +8,16 @@ from hydra import compose, initialize_config_dir
 from dmrl.build import build
 from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, eval_source, rule_of, validate
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
-# launcher and hparams_search configure Hydra's plugins, not objects: test_sweep.py composes them
-OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search")
+# every config group, nested ones (the algo's policy, meta-optimizer and sampler: algo/policy) included
+GROUPS = sorted(p.relative_to(CONF_DIR).as_posix() for p in CONF_DIR.rglob("*") if p.is_dir())
+# launcher and hparams_search configure Hydra's plugins, not objects: test_sweep.py composes them;
+# policy is dmrl-eval's (policy=random, tests/test_random_policy.py), not a group of dmrl-train's
+OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search", "policy")
            for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 # Options that only fit RL² (discrete actions, the recurrent policy, PPO) are built with it.
 NEEDS_RL2 = {("env", "bandit"), ("env", "tabular_mdp"), ("tasks", "bandit"), ("tasks", "tabular_mdp"),
-             ("policy", "gru"), ("meta_optimizer", "ppo")}
-NEEDS_PEARL = {("algo", "pearl"), ("meta_optimizer", "sac"), ("policy", "tanh_gaussian")}  # with a task pool
+             ("algo/policy", "gru"), ("algo/meta_optimizer", "ppo")}
+NEEDS_PEARL = {("algo", "pearl"), ("algo/meta_optimizer", "sac"), ("algo/policy", "tanh_gaussian")}  # with a task pool
 
 
 def compose_train(overrides: list[str]):
@@ -24,12 +26,15 @@ def compose_train(overrides: list[str]):
 
 
 def test_groups_are_the_documented_ones():
-    assert {"env", "tasks", "policy", "algo", "meta_optimizer", "logger", "experiment"} <= set(GROUPS)
+    assert {"env", "tasks", "algo", "algo/policy", "algo/meta_optimizer", "algo/sampler", "logger",
+            "experiment"} <= set(GROUPS)
+    # dmrl-eval's policy group holds what it scores without a checkpoint, no network to train
+    assert [p.stem for p in (CONF_DIR / "policy").glob("*.yaml")] == ["random"]
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_builds(group, option):
-    if (group, option) == ("sampler", "ray"):
+    if (group, option) == ("algo/sampler", "ray"):
         pytest.importorskip("ray")  # the sweep extra
     overrides = [f"{group}={option}", "device=cpu"]
     if group == "tasks":  # a task distribution needs its family's env
@@ -41,10 +46,6 @@ def test_every_option_composes_and_builds(group, option):
     cfg = compose_train(overrides)
     if cfg.env._target_.endswith(".MetaWorld"):
         pytest.importorskip("metaworld")  # the metaworld extra (make test-metaworld runs these)
-    if (group, option) == ("policy", "random"):  # dmrl-eval's, nothing to train (tests/test_random_policy.py)
-        with pytest.raises(Exception, match="nothing to train"):
-            validate(cfg, TRAIN_RULES)
-        return
     validate(cfg, TRAIN_RULES)
     parts = build(cfg)
     env = parts.algo.sampler.env  # the env the learner acts in (the oracle's carries the task in its observations)
@@ -58,13 +59,14 @@ def test_public_keys_exist_in_the_default_config():
     cfg = compose_train([])
     for key in ("seed", "iterations", "device", "resume", "checkpoint.every", "checkpoint.keep",
                 "algo.meta_batch_size", "algo.fast_batch_size", "algo.inner_steps", "algo.inner_lr",
-                "algo.first_order", "algo.gamma", "algo.gae_lambda", "meta_optimizer.max_kl",
-                "meta_optimizer.cg_iters", "meta_optimizer.cg_damping", "meta_optimizer.ls_max_steps",
-                "meta_optimizer.ls_backtrack_ratio", "policy.hidden_sizes", "policy.activation", "env.horizon"):
+                "algo.first_order", "algo.gamma", "algo.gae_lambda", "algo.meta_optimizer.max_kl",
+                "algo.meta_optimizer.cg_iters", "algo.meta_optimizer.cg_damping", "algo.meta_optimizer.ls_max_steps",
+                "algo.meta_optimizer.ls_backtrack_ratio", "algo.policy.hidden_sizes", "algo.policy.activation", "env.horizon"):
         assert rule_of(cfg, key, TRAIN_RULES) is not None, key  # dmrl-train's own, or its component's KEYS
         assert cfg is not None and __import__("omegaconf").OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
     assert cfg.env._target_.endswith("PointNav") and cfg.algo._target_.endswith("MAML")
-    assert cfg.meta_optimizer._target_.endswith("TRPO")
+    assert cfg.algo.meta_optimizer._target_.endswith("TRPO") and cfg.algo.sampler.name == "local"
+    assert set(cfg) >= {"env", "tasks", "algo"} and not {"policy", "meta_optimizer", "sampler"} & set(cfg)
 
 
 def test_task_overrides_from_the_command_line():

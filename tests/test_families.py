@@ -18,9 +18,9 @@ DISCRETE = ["bandit", "tabular_mdp"]
 
 def tiny(env: str, device: str = "cpu", algo: str = "maml"):
     if algo == "maml":
-        sizes = ["algo.fast_batch_size=2", "policy.hidden_sizes=[16]"]
+        sizes = ["algo.fast_batch_size=2", "algo.policy.hidden_sizes=[16]"]
     else:
-        sizes = ["algo.trials_per_task=2", "algo.episodes_per_trial=2", "policy.hidden_size=16"]
+        sizes = ["algo.trials_per_task=2", "algo.episodes_per_trial=2", "algo.policy.hidden_size=16"]
     horizon = [] if env == "bandit" else ["env.horizon=10"]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[

@@ -20,7 +20,7 @@ from dmrl.config import CONF_DIR
 from dmrl.errors import ConfigError
 from dmrl.rl.returns import masked_mean
 
-TINY = ["env.horizon=6", "algo.meta_batch_size=3", "algo.fast_batch_size=4", "policy.hidden_sizes=[5]",
+TINY = ["env.horizon=6", "algo.meta_batch_size=3", "algo.fast_batch_size=4", "algo.policy.hidden_sizes=[5]",
         "final_eval.num_tasks=0"]
 
 
@@ -75,7 +75,7 @@ def check_against_finite_differences(objective, params, rel=1e-5):
 
 # --- ProMP -------------------------------------------------------------------------------------------
 def test_promp_objective_is_the_clipped_surrogate_plus_the_inner_kl_penalty_by_hand(float64):
-    parts = parts_for("algo=promp", "algo.kl_coef=0.7", "meta_optimizer.clip=0.2")
+    parts = parts_for("algo=promp", "algo.kl_coef=0.7", "algo.meta_optimizer.clip=0.2")
     algo = parts.algo
     seen = capture(algo)
     train_ep, valid = seen["batches"]
@@ -162,7 +162,7 @@ def test_promp_adapts_its_kl_coefficients_and_a_checkpoint_carries_them():
 def test_maml_ppo_outer_loss_is_ppos_clipped_surrogate_on_post_adaptation_episodes(float64):
     from dmrl.optim.ppo import clipped_surrogate
 
-    parts = parts_for("meta_optimizer=adam_clip", "meta_optimizer.clip=0.1")
+    parts = parts_for("algo/meta_optimizer=adam_clip", "algo.meta_optimizer.clip=0.1")
     algo = parts.algo
     seen = capture(algo)
     train_ep, valid = seen["batches"]
@@ -181,7 +181,7 @@ def test_maml_ppo_outer_loss_is_ppos_clipped_surrogate_on_post_adaptation_episod
 
 
 def test_maml_vpg_one_adam_step_moves_along_the_exact_meta_gradient(float64):
-    vpg = parts_for("meta_optimizer=adam", "meta_optimizer.lr=1e-2").algo
+    vpg = parts_for("algo/meta_optimizer=adam", "algo.meta_optimizer.lr=1e-2").algo
     trpo = parts_for().algo  # same seed: same tasks and episodes at the first iteration
     seen = capture(trpo)
     grad = seen["gradient"]()[1]  # the hand-computed exact meta-gradient (checked against autograd elsewhere)
@@ -195,7 +195,7 @@ def test_maml_vpg_one_adam_step_moves_along_the_exact_meta_gradient(float64):
 
 # --- per-step inner step sizes -----------------------------------------------------------------------
 def test_inner_lr_list_sets_each_inner_steps_size_in_training_and_the_hand_products(float64):
-    parts = parts_for("algo.inner_steps=2", "algo.inner_lr=[0.3,0.05]", "meta_optimizer.fvp_subsample=1.0")
+    parts = parts_for("algo.inner_steps=2", "algo.inner_lr=[0.3,0.05]", "algo.meta_optimizer.fvp_subsample=1.0")
     algo = parts.algo
     assert algo.step_sizes(3, later_lr_scale=0.5) == [0.3, 0.025, 0.025]
     seen = capture(algo)
@@ -210,7 +210,7 @@ def test_inner_lr_list_sets_each_inner_steps_size_in_training_and_the_hand_produ
     auto_fvp = flat_grad(torch.dot(kl_grad, v), params)
     torch.testing.assert_close(seen["fvp"](v), auto_fvp, rtol=1e-7, atol=1e-12)
     # the sizes matter: the same run with equal sizes gives another gradient
-    same = parts_for("algo.inner_steps=2", "algo.inner_lr=0.3", "meta_optimizer.fvp_subsample=1.0").algo
+    same = parts_for("algo.inner_steps=2", "algo.inner_lr=0.3", "algo.meta_optimizer.fvp_subsample=1.0").algo
     assert not torch.allclose(capture(same)["gradient"]()[1], hand, rtol=1e-3)
 
 
@@ -234,8 +234,8 @@ def test_meta_sgd_step_sizes_get_autograds_gradient_through_the_inner_step(float
 
 
 def test_meta_sgd_refuses_subsampled_curvature_and_a_list_of_step_sizes():
-    with pytest.raises(ConfigError, match="meta_optimizer.fvp_subsample must be 1.0 for algo=meta_sgd"):
-        parts_for("algo=meta_sgd", "meta_optimizer.fvp_subsample=0.1")
+    with pytest.raises(ConfigError, match="algo.meta_optimizer.fvp_subsample must be 1.0 for algo=meta_sgd"):
+        parts_for("algo=meta_sgd", "algo.meta_optimizer.fvp_subsample=0.1")
     with pytest.raises(ConfigError, match="algo.inner_lr must be one number"):
         parts_for("algo=meta_sgd", "algo.inner_steps=2", "algo.inner_lr=[0.1,0.2]")
 
@@ -276,12 +276,12 @@ def test_oracle_policy_sees_the_task_in_every_observation():
     assert ep.obs.shape[-1] == 4
     mask = ep.mask.bool()
     torch.testing.assert_close(ep.obs[..., 2:][mask], goal[None, :, None, :].expand(*ep.obs.shape[:3], 2)[mask])
-    with pytest.raises(ConfigError, match="algo=oracle runs with sampler=local"):
-        parts_for("algo=oracle", "sampler=ray")
+    with pytest.raises(ConfigError, match="algo=oracle runs with algo/sampler=local"):
+        parts_for("algo=oracle", "algo/sampler=ray")
 
 
 # --- resume ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides", [["algo=promp", "algo.adaptive_kl=true"], ["meta_optimizer=adam_clip"],
+@pytest.mark.parametrize("overrides", [["algo=promp", "algo.adaptive_kl=true"], ["algo/meta_optimizer=adam_clip"],
                                        ["algo=meta_sgd"], ["algo=multitask"], ["algo=oracle"]],
                          ids=["promp", "maml_ppo", "meta_sgd", "multitask", "oracle"])
 def test_resume_equals_uninterrupted(tmp_path, overrides):
@@ -295,13 +295,13 @@ def test_resume_equals_uninterrupted(tmp_path, overrides):
     (["algo=promp", "algo.kl_coef=-1"], "algo.kl_coef"),
     (["algo=promp", "algo.kl_target=0"], "algo.kl_target"),
     (["algo=promp", "algo.adaptive_kl=maybe"], "algo.adaptive_kl"),
-    (["algo=promp", "meta_optimizer=trpo"], "meta_optimizer"),
-    (["meta_optimizer=adam", "meta_optimizer.steps=0"], "meta_optimizer.steps"),
-    (["meta_optimizer=adam", "meta_optimizer.clip=1.5"], "meta_optimizer.clip"),
-    (["meta_optimizer=adam", "meta_optimizer.lr=0"], "meta_optimizer.lr"),
+    (["algo=promp", "algo/meta_optimizer=trpo"], "meta_optimizer"),
+    (["algo/meta_optimizer=adam", "algo.meta_optimizer.steps=0"], "algo.meta_optimizer.steps"),
+    (["algo/meta_optimizer=adam", "algo.meta_optimizer.clip=1.5"], "algo.meta_optimizer.clip"),
+    (["algo/meta_optimizer=adam", "algo.meta_optimizer.lr=0"], "algo.meta_optimizer.lr"),
     (["algo.inner_lr=[0.1,-0.1]"], "algo.inner_lr"),
     (["algo.inner_steps=2", "algo.inner_lr=[0.1,0.2,0.3]"], "algo.inner_lr must be a number > 0 or a list of 2"),
-    (["meta_optimizer=ppo"], "needs meta_optimizer=trpo, adam or adam_clip"),
+    (["algo/meta_optimizer=ppo"], "needs algo/meta_optimizer=trpo, adam or adam_clip"),
 ])
 def test_bad_values_name_the_key(bad, key):
     with pytest.raises(ConfigError, match=key):
@@ -320,9 +320,9 @@ def test_every_new_learner_evaluates_through_the_contract():
 
 
 @pytest.mark.parametrize("overrides", [
-    ["meta_optimizer=adam"],
-    ["meta_optimizer=adam_clip", "meta_optimizer.clip=0.05"],
-    ["algo=promp", "algo.kl_coef=0.5", "meta_optimizer.clip=0.05"],
+    ["algo/meta_optimizer=adam"],
+    ["algo/meta_optimizer=adam_clip", "algo.meta_optimizer.clip=0.05"],
+    ["algo=promp", "algo.kl_coef=0.5", "algo.meta_optimizer.clip=0.05"],
     ["algo=promp", "algo.kl_coef=0.5", "algo.inner_steps=2", "algo.inner_lr=[0.2,0.1]"],
     ["algo=promp", "algo.first_order=true", "algo.kl_coef=0.5"],
 ], ids=["vpg", "ppo_clip", "promp", "promp_2_steps", "promp_first_order"])
@@ -342,7 +342,7 @@ def test_adam_rules_hand_gradient_equals_autograd_away_from_the_sampling_point(f
 
 
 def test_meta_sgd_takes_autograds_gradient():
-    seen = capture(parts_for("algo=meta_sgd", "meta_optimizer=adam").algo)
+    seen = capture(parts_for("algo=meta_sgd", "algo/meta_optimizer=adam").algo)
     assert seen["gradient"] is None
 
 

@@ -16,13 +16,15 @@ from dmrl.envs import Bandit
 from dmrl.errors import ConfigError
 from dmrl.keys import check_node, constructor_params, declared_keys
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
-# launcher and hparams_search configure Hydra's plugins, not objects
-OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search")
+# every config group, nested ones (the algo's policy, meta-optimizer and sampler: algo/policy) included
+GROUPS = sorted(p.relative_to(CONF_DIR).as_posix() for p in CONF_DIR.rglob("*") if p.is_dir())
+# launcher and hparams_search configure Hydra's plugins, not objects; policy is dmrl-eval's
+# (policy=random: test_every_key_of_the_eval_config_is_declared)
+OPTIONS = [(g, f.stem) for g in GROUPS if g not in ("launcher", "hparams_search", "policy")
            for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 # Options that only fit RL² (discrete actions, the recurrent policy, PPO) are composed with it.
 NEEDS_RL2 = {("env", "bandit"), ("env", "tabular_mdp"), ("tasks", "bandit"), ("tasks", "tabular_mdp"),
-             ("policy", "gru"), ("meta_optimizer", "ppo")}
+             ("algo/policy", "gru"), ("algo/meta_optimizer", "ppo")}
 BAD = {"not": "a value"}  # a mapping without _target_: no rule allows it
 # Classes of the PEARL work, which landed before this mechanism: their author declares their KEYS
 # next, and removes each from here (the test fails for a listed class that declares all its keys).
@@ -68,6 +70,10 @@ def test_every_key_of_every_option_is_declared(group, option):
     data = OmegaConf.to_container(cfg, resolve=False)
     for key in own_leaves(data):
         assert key in TRAIN_RULES, f"{key}: neither dmrl-train's own key nor a component's"
+    # the algo's sampler names no class: its keys are dmrl-train's own (dmrl.build reads them)
+    for key in data["algo"]["sampler"]:
+        assert f"algo.sampler.{key}" in TRAIN_RULES, f"algo.sampler.{key}: not declared"
+    assert {"policy", "meta_optimizer", "sampler"} <= set(data["algo"]) and "policy" not in data
 
 
 @pytest.mark.parametrize("overrides", [[], ["env=point_nav", "policy=random"], ["env=cheetah_vel", "policy=random"]])
@@ -89,8 +95,6 @@ def _bad_value_cases():
     """(option, path, key) of every declared key of every component, each (path, class, key) once."""
     seen, cases = set(), []
     for group, option in OPTIONS:
-        if (group, option) == ("policy", "random"):  # nothing to train: refused as a whole (test_random_policy)
-            continue
         cfg = compose_option(group, option)
         for path, node in components(cfg):
             if node._target_ in PENDING:
@@ -120,13 +124,13 @@ def test_a_bad_value_of_a_declared_key_is_refused_with_its_full_path(option, pat
 
 
 def test_undeclared_keys_are_refused_naming_them():
-    cfg = compose_option("policy", "gaussian_mlp")
+    cfg = compose_option("algo/policy", "gaussian_mlp")
     data = OmegaConf.to_container(cfg, resolve=True)
-    data["policy"]["frobnicate"] = 1  # e.g. a stored config of another dmrl version
+    data["algo"]["policy"]["frobnicate"] = 1  # e.g. a stored config of another dmrl version
     data["algo"]["baseline"]["reg_coef"] = 1e-5
-    with pytest.raises(ConfigError, match=r"^policy.frobnicate: GaussianMLPPolicy takes no such key.*hidden_sizes"):
+    with pytest.raises(ConfigError, match=r"^algo.policy.frobnicate: GaussianMLPPolicy takes no such key.*hidden_sizes"):
         validate(OmegaConf.create(data), TRAIN_RULES)
-    del data["policy"]["frobnicate"]
+    del data["algo"]["policy"]["frobnicate"]
     with pytest.raises(ConfigError, match=r"^algo.baseline.reg_coef: LinearFeatureBaseline takes no such key"):
         validate(OmegaConf.create(data), TRAIN_RULES)
     validate(OmegaConf.create(data), TRAIN_RULES, unknown_ok=True)  # a resume's command line

@@ -327,7 +327,7 @@ def test_unsupported_activation_falls_back_to_autograd():
     # a curvature subsample needs the hand-written products: refused in one line, not silently ignored
     algo = _maml("tanh", optimizer=_Capture(0.5))
     algo.policy.activation = torch.sigmoid
-    with pytest.raises(ConfigError, match="meta_optimizer.fvp_subsample"):
+    with pytest.raises(ConfigError, match="algo.meta_optimizer.fvp_subsample"):
         algo.meta_step()
 
 

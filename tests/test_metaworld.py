@@ -150,16 +150,16 @@ def test_success_is_any_step_and_reaches_the_metrics():
     ("promp", ["algo.meta_batch_size=2", "algo.fast_batch_size=2"]),
     ("meta_sgd", ["algo.meta_batch_size=2", "algo.fast_batch_size=2"]),
     ("multitask", ["algo.meta_batch_size=2", "algo.fast_batch_size=2"]),
-    ("rl2", ["algo.meta_batch_size=2", "algo.trials_per_task=2", "policy.hidden_size=8"]),
+    ("rl2", ["algo.meta_batch_size=2", "algo.trials_per_task=2", "algo.policy.hidden_size=8"]),
     ("pearl", ["algo.num_train_steps=3", "algo.num_initial_steps=20", "algo.num_steps_prior=10",
                "algo.num_extra_rl_steps_posterior=10", "algo.num_tasks_sample=2", "algo.meta_batch=2",
-               "algo.batch_size=8", "algo.context_batch=4", "algo.net_size=8", "policy.hidden_sizes=[8]"]),
+               "algo.batch_size=8", "algo.context_batch=4", "algo.net_size=8", "algo.policy.hidden_sizes=[8]"]),
 ])
 def test_every_learner_trains_and_evaluates_on_ml1_reach(algo, sizes, tmp_path):
     tiny = ["env=metaworld", f"algo={algo}", "env.horizon=10", "env.workers=1", "iterations=2", "logger=jsonl",
             "final_eval.num_tasks=2", "hydra.run.dir=run"]
     if algo not in ("rl2", "pearl"):
-        tiny.append("policy.hidden_sizes=[8]")
+        tiny.append("algo.policy.hidden_sizes=[8]")
     train = cli(["dmrl-train", *tiny, *sizes], tmp_path)
     assert "physics: Meta-World" in train.stdout
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -281,7 +281,7 @@ def test_a_batch_whose_env_instances_do_not_fit_is_refused_before_any_is_made(mo
 @needs_metaworld
 def test_resume_equals_uninterrupted(tmp_path):
     run = ["dmrl-train", "env=metaworld", "env.horizon=10", "env.workers=2", "algo.meta_batch_size=2",
-           "algo.fast_batch_size=2", "policy.hidden_sizes=[8]", "final_eval.num_tasks=0", "logger=jsonl"]
+           "algo.fast_batch_size=2", "algo.policy.hidden_sizes=[8]", "final_eval.num_tasks=0", "logger=jsonl"]
     cli([*run, "iterations=3", "hydra.run.dir=full"], tmp_path)
     cli([*run, "iterations=2", "hydra.run.dir=part"], tmp_path)
     cli(["dmrl-train", "resume=part/checkpoints/last.pt", "iterations=3"], tmp_path)

@@ -18,7 +18,7 @@ from dmrl.loop import train
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy
 
-TINY = ["algo.net_size=16", "policy.hidden_sizes=[16,16]", "algo.encoder_hidden=[16]", "algo.meta_batch=4",
+TINY = ["algo.net_size=16", "algo.policy.hidden_sizes=[16,16]", "algo.encoder_hidden=[16]", "algo.meta_batch=4",
         "algo.batch_size=8", "algo.context_batch=6", "algo.num_train_steps=3", "algo.num_initial_steps=40",
         "algo.num_tasks_sample=2", "algo.num_steps_prior=40", "algo.num_extra_rl_steps_posterior=20",
         "final_eval.num_tasks=0"]
@@ -184,10 +184,10 @@ def test_the_meta_test_uses_only_test_split_tasks_and_reports_each_trajectory():
     (["algo.num_steps_prior=0"], "algo.num_steps_prior"),
     (["algo.kl_lambda=-0.1"], "algo.kl_lambda"),
     (["algo.reward_scale=0"], "algo.reward_scale"),
-    (["meta_optimizer.tau=0"], "meta_optimizer.tau"),
-    (["meta_optimizer=trpo"], "algo=pearl needs meta_optimizer=sac"),
+    (["algo.meta_optimizer.tau=0"], "algo.meta_optimizer.tau"),
+    (["algo/meta_optimizer=trpo"], "algo=pearl needs algo/meta_optimizer=sac"),
     (["env=point_nav"], "algo=pearl needs a fixed task pool"),
-    (["policy=gaussian_mlp"], "policy=tanh_gaussian"),
+    (["algo/policy=gaussian_mlp"], "algo/policy=tanh_gaussian"),
     (["env=bandit"], "continuous actions"),
 ])
 def test_bad_values_name_the_key(bad, key):
@@ -212,7 +212,7 @@ def test_a_resume_takes_a_lowered_step_size():
     parts = parts_for()
     parts.algo.meta_step()
     state = parts.algo.state_dict()
-    lower = parts_for("meta_optimizer.lr=1e-5")
+    lower = parts_for("algo.meta_optimizer.lr=1e-5")
     lower.algo.load_state_dict(state)
     assert all(g["lr"] == 1e-5 for opt in (lower.algo.opt_policy, lower.algo.opt_context) for g in opt.param_groups)
 

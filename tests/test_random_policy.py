@@ -19,7 +19,7 @@ from dmrl.build import build, build_env
 from dmrl.classic import UniformPolicy
 from dmrl.cli.app import precheck
 from dmrl.cli.evaluate import CHOICES, check_source, score_policy
-from dmrl.cli.train import CHOICES as TRAIN_CHOICES
+from dmrl.cli.train import moved_key
 from dmrl.config import CONF_DIR, EVAL_RULES, TRAIN_RULES, eval_source, validate
 from dmrl.evaluation import evaluate, heldout_tasks
 from dmrl.learner import MetaTestBudget
@@ -95,7 +95,7 @@ def test_actions_are_uniform_over_each_envs_action_range():
 
 @pytest.mark.parametrize("env_name,train_overrides", [
     ("point_nav", ["algo.fast_batch_size=1"]),
-    ("bandit", ["algo=rl2", "policy.hidden_size=4"]),
+    ("bandit", ["algo=rl2", "algo.policy.hidden_size=4"]),
 ])
 def test_same_seed_same_tasks_as_a_checkpoint_eval(env_name, train_overrides, monkeypatch):
     seen = {}
@@ -174,11 +174,22 @@ def test_bad_inputs_one_line_before_any_work(args, message, capsys):
 
 def test_train_refuses_the_random_policy(capsys):
     with pytest.raises(SystemExit):
-        precheck("dmrl-train", "train", ["policy=random"], TRAIN_RULES, None, TRAIN_CHOICES)
+        precheck("dmrl-train", "train", ["policy=random"], TRAIN_RULES, moved=moved_key)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "policy=random: dmrl-train takes policy=gaussian_mlp|gru|maml_paper" in err[0], err
-    with pytest.raises(Exception, match="nothing to train"):  # a stored config naming it: the rule
-        validate(compose_config("train", ["policy=random"]), TRAIN_RULES)
+    assert len(err) == 1 and "policy=random is dmrl-eval's, with nothing to train" in err[0], err
+    assert "algo/policy=gaussian_mlp|gru|maml_paper|tanh_gaussian" in err[0]
+    with pytest.raises(SystemExit):  # the algo's policy group has no such option
+        precheck("dmrl-train", "train", ["algo/policy=random"], TRAIN_RULES, moved=moved_key)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "algo/policy=random: no such option; allowed: gaussian_mlp, gru" in err[0], err
+    # a stored config naming it, in the algo's place or (older) at the top level: refused by its _target_
+    train = OmegaConf.to_container(compose_config("train", []), resolve=True)
+    train["algo"]["policy"] = {"_target_": "dmrl.classic.UniformPolicy", "_partial_": True}
+    with pytest.raises(Exception, match="algo.policy._target_ is 'dmrl.classic.UniformPolicy'"):
+        validate(OmegaConf.create(train), TRAIN_RULES)
+    train["policy"] = train["algo"].pop("policy")
+    with pytest.raises(Exception, match="algo.policy._target_ is 'dmrl.classic.UniformPolicy'.*refused"):
+        stored_config(OmegaConf.to_yaml(OmegaConf.create(train)), "checkpoint old.pt")
     assert eval_source(compose_config("eval", ["env=bandit", "policy=random"])) == "random"
 
 

@@ -1,4 +1,4 @@
-"""sampler=ray: rollouts on Ray actors match the local sampler in distribution, honour per-task
+"""algo/sampler=ray: rollouts on Ray actors match the local sampler in distribution, honour per-task
 parameters, are reproducible from the seed, and carry a short training run."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def local_ray():
 
 # Every build starts 2 actors and a module's fixtures keep theirs: a quarter CPU each lets all of them
 # fit on the 2 logical CPUs of the test instance.
-RAY = ("sampler=ray", "sampler.workers=2", "sampler.cpus_per_worker=0.25")
+RAY = ("algo/sampler=ray", "algo.sampler.workers=2", "algo.sampler.cpus_per_worker=0.25")
 
 
 def parts_for(*overrides: str):
@@ -92,7 +92,7 @@ def test_training_run_through_build(local_ray, tmp_path):
 
 
 def test_rl2_trials_on_ray_workers_match_the_local_sampler(local_ray):
-    rl2 = ("env=bandit", "algo=rl2", "policy.hidden_size=8", "algo.episodes_per_trial=6")
+    rl2 = ("env=bandit", "algo=rl2", "algo.policy.hidden_size=8", "algo.episodes_per_trial=6")
     local, remote = parts_for(*rl2), parts_for(*rl2, *RAY)
     remote.policy.load_state_dict(local.policy.state_dict())
     tasks = local.tasks.sample(300, task_rng(0, "test"))

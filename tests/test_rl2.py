@@ -18,7 +18,7 @@ from dmrl.samplers.trials import Trials
 
 def parts_for(*overrides: str):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name="train", overrides=["algo=rl2", "device=cpu", "policy.hidden_size=16", *overrides])
+        cfg = compose(config_name="train", overrides=["algo=rl2", "device=cpu", "algo.policy.hidden_size=16", *overrides])
     return build(cfg)
 
 
@@ -32,7 +32,7 @@ def replay(parts, batch: Trials) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("critic", ["shared", "separate"])
 def test_bandit_trials_carry_the_hidden_state_across_episodes(critic):
     parts = parts_for("env=bandit", "algo.meta_batch_size=6", "algo.trials_per_task=3", "algo.episodes_per_trial=7",
-                      f"policy.critic={critic}")
+                      f"algo.policy.critic={critic}")
     tasks = parts.tasks.sample(6, np.random.default_rng(0))
     batch = parts.algo.sampler.sample(tasks)
     assert batch.inputs.shape == (7, 6, 3, 1 + 5 + 2) and batch.mask.all()
@@ -47,7 +47,7 @@ def test_bandit_trials_carry_the_hidden_state_across_episodes(critic):
     torch.testing.assert_close(batch.episode_returns, r)
 
 
-@pytest.mark.parametrize("policy_args", [[], ["policy.critic=separate"], ["policy.prev_obs=true"]])
+@pytest.mark.parametrize("policy_args", [[], ["algo.policy.critic=separate"], ["algo.policy.prev_obs=true"]])
 def test_early_episode_ends_freeze_the_hidden_state_and_are_compacted(policy_args):
     # A goal radius of 0.15 around goals near the start ends many episodes early, at different times.
     parts = parts_for("env=point_nav", "env.horizon=12", "env.goal_radius=0.15", "tasks.low=-0.2", "tasks.high=0.2",
@@ -202,8 +202,8 @@ def test_rl2_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(v, resumed.policy.state_dict()[k])
 
 
-@pytest.mark.parametrize("bad, key", [(["algo=rl2", "meta_optimizer=trpo"], "meta_optimizer=ppo"),
-                                      (["algo=rl2", "policy=gaussian_mlp"], "policy=gru"),
+@pytest.mark.parametrize("bad, key", [(["algo=rl2", "algo/meta_optimizer=trpo"], "algo/meta_optimizer=ppo"),
+                                      (["algo=rl2", "algo/policy=gaussian_mlp"], "algo/policy=gru"),
                                       (["env=bandit", "algo=maml"], "use algo=rl2")])
 def test_mismatched_parts_name_the_fix(bad, key):
     from dmrl.errors import ConfigError
@@ -288,7 +288,7 @@ def test_update_gate_bias_shifts_only_the_update_gates():
 
 
 def test_prev_obs_input_holds_the_previous_steps_observation():
-    parts = parts_for("env=tabular_mdp", "policy.prev_obs=true", "algo.meta_batch_size=3", "algo.trials_per_task=2",
+    parts = parts_for("env=tabular_mdp", "algo.policy.prev_obs=true", "algo.meta_batch_size=3", "algo.trials_per_task=2",
                       "algo.episodes_per_trial=3")
     tasks = parts.tasks.sample(3, np.random.default_rng(4))
     batch = parts.algo.sampler.sample(tasks)

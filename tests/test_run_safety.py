@@ -16,6 +16,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dmrl.checkpoint import VERSION
+
 SMOKE = ["experiment=smoke", "logger=jsonl"]
 
 
@@ -271,7 +273,7 @@ def test_the_advice_after_a_divergence_is_true(tmp_path, cli_env):
     assert proc.returncode == 3 and "resume changes algo.inner_lr: 0.1 -> 1e+30" in proc.stderr
     advice = proc.stderr.strip().splitlines()[-1].split("e.g. ")[1].split()
     assert advice[0:2] == ["dmrl-train", f"resume={tmp_path / 'b/checkpoints/last.pt'}"]
-    assert any(a.startswith("algo.inner_lr=") for a in advice) and any(a.startswith("meta_optimizer.max_kl=") for a in advice)
+    assert any(a.startswith("algo.inner_lr=") for a in advice) and any(a.startswith("algo.meta_optimizer.max_kl=") for a in advice)
     fixed = [a if not a.startswith("algo.inner_lr=") else "algo.inner_lr=0.05" for a in advice]
     proc = run([*fixed, "iterations=3", "final_eval.num_tasks=2"], tmp_path, cli_env)
     assert "resume changes algo.inner_lr: 0.1 -> 0.05" in proc.stderr and "warning" not in proc.stderr
@@ -309,9 +311,9 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, cli_env, cmd, expect):
 
 
 def test_a_linear_policy_is_said_to_be_one(tmp_path, cli_env):
-    proc = run(["dmrl-train", *SMOKE, "policy.hidden_sizes=[]", "final_eval.num_tasks=2", "hydra.run.dir=run"],
+    proc = run(["dmrl-train", *SMOKE, "algo.policy.hidden_sizes=[]", "final_eval.num_tasks=2", "hydra.run.dir=run"],
                tmp_path, cli_env)
-    assert "policy.hidden_sizes=[] is a linear policy" in proc.stderr
+    assert "algo.policy.hidden_sizes=[] is a linear policy" in proc.stderr
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert set(state["algo"]["policy"]) == {"mu.weight", "mu.bias", "log_std"}
 
@@ -416,6 +418,10 @@ def test_help_and_version(tmp_path, cli_env):
     assert "algo=" not in out and "Powered by Hydra" not in out  # eval's own keys only, not Hydra's page
     out = run(["dmrl-train", "--help"], tmp_path, cli_env).stdout
     assert "algo=maml|meta_sgd|multitask|oracle|pearl|promp|rl2" in out and "checkpoint.every=50" in out and "example:" in out
+    # the algo's own groups, each with its per-algo default
+    assert "algo/policy=gaussian_mlp|gru|maml_paper|tanh_gaussian  (the algo's own: tanh_gaussian for pearl, gru for " \
+           "rl2, else gaussian_mlp)" in out
+    assert "algo/meta_optimizer=adam|adam_clip|ppo|sac|trpo|trpo_full" in out and "algo/sampler=local|ray  (default local)" in out
     from importlib import metadata
 
     out = run(["dmrl-report", "--help"], tmp_path, cli_env).stdout
@@ -450,7 +456,9 @@ def test_committed_version_1_checkpoints_evaluate_and_resume(tmp_path, cli_env, 
     assert json.loads((tmp_path / "ev/eval.json").read_text())["iteration"] == 1
     run(["dmrl-train", f"resume={run_dir / 'last.pt'}", "iterations=2", "final_eval.num_tasks=2"], tmp_path, cli_env)
     state = torch.load(run_dir / "last.pt", weights_only=True)
-    assert state["iteration"] == 2 and state["version"] == 2 and "checksum" in state
+    assert state["iteration"] == 2 and state["version"] == VERSION and "checksum" in state
+    config = OmegaConf.create(state["config"])  # written in today's layout (dmrl.stored.MIGRATIONS)
+    assert config.algo.sampler.name == "local" and "policy" in config.algo and "policy" not in config
 
 
 def test_a_long_meta_test_reports_progress(monkeypatch, capsys):
@@ -471,18 +479,66 @@ def test_a_long_meta_test_reports_progress(monkeypatch, capsys):
 
 
 def test_one_migration_brings_older_stored_configs_up_to_date():
-    """Configs from before env.normalize_actions and before the sampler group: filled in by
-    dmrl.stored.migrate with what they meant (raw point_nav units, local sampling), then built."""
+    """Configs from before env.normalize_actions, before the sampler group and before the algo brought
+    its own policy, meta-optimizer and sampler: filled in and moved by dmrl.stored.migrate with what
+    they meant (raw point_nav units, local sampling, the same nodes under algo), then built."""
     from dmrl.build import build
     from dmrl.stored import stored_config
 
     state = torch.load(DATA / "v1_maml_point_nav.pt", weights_only=True)
     old = OmegaConf.create(state["config"])
+    assert {"policy", "meta_optimizer", "sampler"} <= set(old) and "policy" not in old.algo  # the old layout
     del old.env.normalize_actions
     del old.sampler
     cfg = stored_config(OmegaConf.to_yaml(old), "checkpoint old.pt")
-    assert cfg.env.normalize_actions is False and cfg.sampler.name == "local"
+    assert cfg.env.normalize_actions is False and cfg.algo.sampler.name == "local"
     parts = build(cfg, device="cpu")
     assert parts.env.normalize_actions is False
     fresh = stored_config(state["config"], "checkpoint v1.pt")  # a config that has both keys keeps them
     assert fresh.env.normalize_actions is True
+    assert not {"policy", "meta_optimizer", "sampler"} & set(fresh)
+    assert fresh.algo.policy == old.policy and fresh.algo.meta_optimizer == old.meta_optimizer
+    assert stored_config(OmegaConf.to_yaml(fresh), "checkpoint new.pt") == fresh  # today's layout: unchanged
+
+
+@pytest.mark.parametrize("part", ["policy", "meta_optimizer", "sampler"])
+def test_a_stored_config_with_a_part_in_both_places_is_one_line(part):
+    from dmrl.errors import ConfigError
+    from dmrl.stored import stored_config
+
+    state = torch.load(DATA / "v1_maml_point_nav.pt", weights_only=True)
+    both = OmegaConf.create(state["config"])
+    both.algo[part] = both[part]
+    with pytest.raises(ConfigError) as e:
+        stored_config(OmegaConf.to_yaml(both), "checkpoint both.pt")
+    assert str(e.value) == (f"checkpoint both.pt: it holds both {part} and algo.{part}: {part} is algo.{part} since "
+                            "the policy, optimizer and sampler are part of the algo's config, and a config has one of them")
+
+
+def test_a_checkpoint_from_before_the_algo_had_its_parts_evaluates_and_resumes_exactly(tmp_path, cli_env):
+    """A version-2 checkpoint whose config holds policy, meta_optimizer and sampler at the top level
+    (written before they were the algo's): dmrl-eval reads it, and resuming it continues exactly as an
+    uninterrupted run of today's config; the resumed run writes today's layout."""
+    args = [*SMOKE, "iterations=3", "algo.policy.hidden_sizes=[16]", "algo.meta_optimizer.max_kl=0.02",
+            "final_eval.num_tasks=2"]
+    run(["dmrl-train", *args, "hydra.run.dir=full"], tmp_path, cli_env)
+    run(["dmrl-train", *args, "iterations=2", "hydra.run.dir=part"], tmp_path, cli_env)
+    last = tmp_path / "part/checkpoints/last.pt"
+
+    def old_layout(config):
+        for key in ("policy", "meta_optimizer", "sampler"):
+            config[key] = config["algo"].pop(key)
+
+    state = torch.load(last, weights_only=True)
+    state["version"] = 2
+    torch.save(state, last)
+    _with_config(last, last, old_layout)
+    assert "policy" in OmegaConf.create(torch.load(last, weights_only=True)["config"])
+    run(["dmrl-eval", f"checkpoint={last}", "num_tasks=2", "adapt_steps=1", "hydra.run.dir=ev"], tmp_path, cli_env)
+    assert json.loads((tmp_path / "ev/eval.json").read_text())["iteration"] == 2
+    proc = run(["dmrl-train", f"resume={last}", "iterations=3", "algo.meta_optimizer.max_kl=0.02"], tmp_path, cli_env)
+    assert "warning" not in proc.stderr and "resume changes" not in proc.stderr  # the same step size, in its new place
+    assert without_time(metrics(tmp_path / "part")) == without_time(metrics(tmp_path / "full"))
+    state = torch.load(last, weights_only=True)
+    config = OmegaConf.create(state["config"])
+    assert state["version"] == VERSION and config.algo.policy.hidden_sizes == [16] and "policy" not in config

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmrl.config import TRAIN_RULES, validate
 from dmrl.errors import ConfigError, DmrlError
+from dmrl.learner import PARTS
 from dmrl.stored import check_targets
 from dmrl.tasks.distributions import task_rng
 
@@ -50,19 +51,19 @@ def _derived_seed(seed: int, purpose: int) -> int:
 
 
 def _ray_sampler(cfg: DictConfig, local, policy_args: dict):
-    """Wrap ``local`` so that its rollouts run on ``sampler.workers`` Ray actors."""
+    """Wrap ``local`` so that its rollouts run on ``algo.sampler.workers`` Ray actors."""
     try:
         import ray
 
         from dmrl.samplers.ray_sampler import RaySampler
     except ImportError:
-        raise ConfigError("sampler=ray needs Ray: pip install -e '.[sweep]'") from None
-    s = cfg.sampler
+        raise ConfigError("algo/sampler=ray needs Ray: pip install -e '.[sweep]'") from None
+    s = cfg.algo.sampler
     if not ray.is_initialized():
         local_cpus = None if s.address else math.ceil(s.workers * s.cpus_per_worker)
         ray.init(address=s.address, num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
     env_config = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "device"}
-    policy_config = {**OmegaConf.to_container(cfg.policy, resolve=True), **policy_args}
+    policy_config = {**OmegaConf.to_container(cfg.algo.policy, resolve=True), **policy_args}
     return RaySampler(local, env_config, policy_config, s.workers, s.cpus_per_worker)
 
 
@@ -87,8 +88,9 @@ def _gib(n: float) -> str:
 def check_memory(algo_cls: type, cfg: DictConfig, env, dev: torch.device) -> None:
     """Refuse, before anything is allocated, a config whose meta-iteration cannot fit in memory."""
     estimate = algo_cls.memory_estimate  # part of the learner contract (dmrl.learner)
-    plain = lambda node: {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}  # noqa: E731
-    need = estimate(env.obs_dim, env.act_dim, int(env.horizon), **plain(cfg.policy), **plain(cfg.algo))
+    plain = lambda node: {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()  # noqa: E731
+                          if not k.startswith("_") and k not in PARTS}
+    need = estimate(env.obs_dim, env.act_dim, int(env.horizon), **plain(cfg.algo.policy), **plain(cfg.algo))
     have = available_bytes(dev)
     if have is not None and need > have:
         sizes = ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in (
@@ -125,7 +127,8 @@ def build_env(cfg: DictConfig, device: str) -> tuple[object, object]:
 
 
 def build(cfg: DictConfig, device: str | None = None) -> Parts:
-    """Instantiate env, task distribution, policy, baseline, sampler, meta-optimizer and algorithm."""
+    """Instantiate env, task distribution, the algo's policy, baseline, sampler and meta-optimizer
+    (``algo.policy``, ``algo.meta_optimizer``, ``algo.sampler``: dmrl.learner.PARTS), and the algorithm."""
     validate(cfg, TRAIN_RULES)  # its _target_s first, before anything a config names is imported
     dev = resolve_device(device or cfg.device)
     seed = int(cfg.seed)
@@ -138,10 +141,11 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
         # allocate their buffers only when they sample, after the memory check
         policy, sampler, extras, policy_args = algo_cls.build(cfg, env, dev, _derived_seed(seed, 0))
         check_memory(algo_cls, cfg, env, dev)
-        if cfg.sampler.name == "ray":  # (stored configs without a sampler: dmrl.stored.migrate)
+        if cfg.algo.sampler.name == "ray":  # (stored configs without a sampler: dmrl.stored.migrate)
             sampler = _ray_sampler(cfg, sampler, policy_args)
-        meta_optimizer = instantiate(cfg.meta_optimizer)
-        algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k not in extras])
+        meta_optimizer = instantiate(cfg.algo.meta_optimizer)
+        # the learner's own keys: what its parts and extras built is handed over instead of their nodes
+        algo_cfg = OmegaConf.masked_copy(cfg.algo, [k for k in cfg.algo if k not in extras and k not in PARTS])
         algo = instantiate(
             algo_cfg,
             policy=policy,

@@ -22,8 +22,11 @@ import torch
 from dmrl.errors import CheckpointError
 
 FORMAT = "dmrl-checkpoint"
-VERSION = 2  # 2: a checksum of the payload (version 1, written before it, still loads)
-READS = (1, 2)
+# 2: a checksum of the payload; 3: the config holds the policy, meta-optimizer and sampler under algo.
+# Versions 1 and 2 still load (their configs are brought up to date: dmrl.stored.MIGRATIONS); an
+# older dmrl refuses a version-3 checkpoint by its version instead of misreading its config.
+VERSION = 3
+READS = (1, 2, 3)
 
 
 def global_rng_state() -> dict[str, Any]:

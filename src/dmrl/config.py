@@ -4,7 +4,7 @@ Hydra rejects unknown keys and groups; :func:`validate` rejects wrong types and 
 each with one line that names the key and what is allowed. Each component declares its own keys
 next to its code (``KEYS``, :mod:`dmrl.keys`); what no component owns is declared here: the
 top-level keys of ``dmrl-train`` (:data:`TRAIN_RULES`: seed, iterations, checkpoint.*, logger.*,
-sampler.*, ...) and of ``dmrl-eval`` (:data:`EVAL_RULES`).
+algo.sampler.*, ...) and of ``dmrl-eval`` (:data:`EVAL_RULES`).
 """
 
 from __future__ import annotations
@@ -51,16 +51,13 @@ DEVICE = Rule(
 )
 OPTIONAL_PATH = Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path")
 
-# The options of the policy group (conf/policy/) that dmrl-eval scores without a checkpoint
+# The options of dmrl-eval's policy group (conf/policy/) that it scores without a checkpoint
 # (env=ENV policy=NAME), with their _target_ (compared as text: a rule never imports what a config
-# names). They have nothing to learn, so dmrl-train refuses them.
+# names). They have nothing to learn: dmrl-train's policy is the algo's (conf/algo/policy/).
 EVAL_POLICIES = {"random": "dmrl.classic.UniformPolicy"}
 
-# dmrl-train's own keys; each component's (algo.*, env.*, meta_optimizer.*, ...) are its class's KEYS
+# dmrl-train's own keys; each component's (algo.*, env.*, algo.meta_optimizer.*, ...) are its class's KEYS
 TRAIN_RULES: dict[str, Rule] = {
-    "policy._target_": Rule(lambda v: v not in EVAL_POLICIES.values(),
-                            f"a network to train, not policy={'|'.join(EVAL_POLICIES)} (nothing to train: "
-                            f"dmrl-eval env=ENV policy={'|'.join(EVAL_POLICIES)} scores it)"),
     "seed": SEED,
     "iterations": int_at_least(1),
     "overwrite": BOOL,
@@ -73,12 +70,12 @@ TRAIN_RULES: dict[str, Rule] = {
     "logger.progress": BOOL,
     "final_eval.num_tasks": int_at_least(0),
     "final_eval.seed": SEED,
-    # the sampler group names no class: dmrl.build reads it (and wraps the learner's sampler for ray)
-    "sampler.name": one_of(("local", "ray")),
-    "sampler.workers": int_at_least(1),
-    "sampler.address": Rule(lambda v: v is None or (isinstance(v, str) and v != ""),
-                            "null (a local Ray instance) or a cluster's address (auto, HOST:PORT)"),
-    "sampler.cpus_per_worker": POSITIVE,
+    # the algo's sampler names no class: dmrl.build reads it (and wraps the learner's sampler for ray)
+    "algo.sampler.name": one_of(("local", "ray")),
+    "algo.sampler.workers": int_at_least(1),
+    "algo.sampler.address": Rule(lambda v: v is None or (isinstance(v, str) and v != ""),
+                                 "null (a local Ray instance) or a cluster's address (auto, HOST:PORT)"),
+    "algo.sampler.cpus_per_worker": POSITIVE,
 }
 
 MAX_ADAPT_STEPS = 100  # MAML's papers test 1-3 steps; 100 already takes minutes on a large task set

@@ -9,13 +9,15 @@ A learner (``algos/*.py``) is a class with
   ``budget`` and report the return along the learner's own x-axis;
 - ``final_budget() -> MetaTestBudget``: the budget of the end-of-run evaluation;
 - ``build(cfg, env, device, seed) -> (policy, sampler, extra)``: its policy, its sampler and any
-  further constructor arguments, built from the config (the one place a learner sees a config);
+  further constructor arguments, built from the config (the one place a learner sees a config;
+  its policy from ``cfg.algo.policy``, one of :data:`PARTS`);
 - ``STATE``: the attribute names a checkpoint holds, declared once (:class:`DeclaredState`
   turns them into ``state_dict`` / ``load_state_dict``);
 - ``HEADLINE``: the metrics shown first (progress line, end-of-run line);
 - ``STEP_SIZE_KEYS``: the config keys a diverged run's advice tells the user to lower;
-- ``KEYS``: the rules of its config keys (``algo.*``; :mod:`dmrl.keys`), checked before any work
-  (as are those of every class a config names: env, tasks, policy, meta-optimizer, baseline);
+- ``KEYS``: the rules of its config keys (``algo.*``; :mod:`dmrl.keys`; :data:`PART_KEYS` among them),
+  checked before any work (as are those of every class a config names: env, tasks, policy,
+  meta-optimizer, baseline);
 - ``FILMS``: whether ``dmrl-eval video=true`` can film its adaptation;
 - ``memory_estimate(obs_dim, act_dim, horizon, **policy_and_algo_keys)``: bytes one
   meta-iteration holds, checked before anything is allocated.
@@ -24,14 +26,27 @@ A learner (``algos/*.py``) is a class with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from dmrl.keys import COMPONENT, Rule
 from dmrl.tasks.distributions import Tasks
+
+# What each algo's config brings in its own defaults list (conf/algo/<name>.yaml: algo/policy=,
+# algo/meta_optimizer=, algo/sampler=): the policy and the meta-optimizer (components that declare
+# their own keys) and where its rollouts run (algo/sampler names no class: dmrl.build reads it,
+# dmrl.config.TRAIN_RULES declares its keys). dmrl.build hands the learner what they build, never
+# the nodes. Stored configs from before they were the algo's had them at the top level (dmrl.stored).
+PARTS = ("policy", "meta_optimizer", "sampler")
+PART_KEYS = {
+    "policy": COMPONENT,
+    "meta_optimizer": COMPONENT,
+    "sampler": Rule(lambda v: isinstance(v, Mapping) and "name" in v, "a sampler node (algo/sampler=local|ray)"),
+}
 
 AXES = {
     "inner_step": "inner gradient steps",

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmrl.config import CONF_DIR, TRAIN_RULES, extra_conf_dirs, validate
 from dmrl.errors import ConfigError
+from dmrl.learner import PARTS
 
 # Hydra's instantiate keys that only shape a call (never name code); ``_args_`` passes positional values.
 CALL_KEYS = ("_partial_", "_convert_", "_recursive_")
@@ -78,18 +79,24 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
             yield from _walk(value, here)
 
 
-def check_targets(cfg: DictConfig | dict, source: str, resolved: bool = False) -> None:
-    """Refuse a config that names code dmrl's own config files do not put at that place.
+def _plain(cfg: DictConfig | dict) -> Any:
+    return OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
 
-    ``resolved``: the config was stored resolved (a checkpoint's), so an interpolation in it is
-    an alteration (``${oc.env:...}`` and other resolvers would read the machine at load time).
-    """
-    data = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
-    allowed = allowed_targets()
-    for path, key, value in _walk(data, ""):
-        if resolved and isinstance(value, str) and "${" in value:
+
+def check_resolved(cfg: DictConfig | dict, source: str) -> None:
+    """Refuse interpolations in a config that was stored resolved (a checkpoint's): one is an
+    alteration (``${oc.env:...}`` and other resolvers would read the machine at load time)."""
+    for path, _, value in _walk(_plain(cfg), ""):
+        if isinstance(value, str) and "${" in value:
             raise ConfigError(f"{source}: {path} holds an interpolation ({value[:60]!r}); a stored config is "
                               "resolved, so this one was altered; refused")
+
+
+def check_targets(cfg: DictConfig | dict, source: str) -> None:
+    """Refuse a config that names code dmrl's own config files do not put at that place (a stored
+    config's after :func:`check_resolved` and its migrations: the places are today's)."""
+    allowed = allowed_targets()
+    for path, key, value in _walk(_plain(cfg), ""):
         if not isinstance(key, str) or not key.startswith("_"):
             continue
         node = path.rpartition(".")[0]
@@ -104,21 +111,41 @@ def check_targets(cfg: DictConfig | dict, source: str, resolved: bool = False) -
                               "nothing was built")
 
 
-# What configs written by older dmrl versions lack, and what they meant: (what, applies, fill in).
-# Every migration of a stored config lives here, in order, instead of in the classes' defaults.
+def _move_parts_under_algo(cfg: DictConfig) -> None:
+    """The top-level policy, meta_optimizer and sampler nodes of an older config, moved under ``algo``."""
+    for key in PARTS:
+        if key not in cfg:
+            continue
+        if key in cfg.algo:
+            raise ConfigError(f"it holds both {key} and algo.{key}: {key} is algo.{key} since the policy, optimizer "
+                              "and sampler are part of the algo's config, and a config has one of them")
+        OmegaConf.update(cfg, f"algo.{key}", cfg[key], force_add=True, merge=False)
+        del cfg[key]
+
+
+# What configs written by older dmrl versions lack or keep elsewhere, and what they meant:
+# (what, applies, fill in). Every migration of a stored config lives here, in order, instead of in
+# the classes' defaults; each sees the config as the migrations before it left it.
 MIGRATIONS = (
     ("env.normalize_actions (added with normalized point_nav actions): older point_nav runs acted in raw units",
      lambda c: str(OmegaConf.select(c, "env._target_", default="")).endswith("PointNav")
      and OmegaConf.select(c, "env.normalize_actions", default=None) is None,
      lambda c: OmegaConf.update(c, "env.normalize_actions", False, force_add=True)),
     ("sampler (added with sampler=ray): older runs sampled locally",
-     lambda c: OmegaConf.select(c, "sampler", default=None) is None,
+     lambda c: OmegaConf.select(c, "sampler", default=None) is None
+     and OmegaConf.select(c, "algo.sampler", default=None) is None,
      lambda c: OmegaConf.update(c, "sampler", {"name": "local"}, force_add=True)),
+    ("algo.policy, algo.meta_optimizer, algo.sampler (the algo's own since checkpoint format 3): older configs "
+     "held them at the top level",
+     lambda c: isinstance(c.get("algo"), DictConfig) and any(key in c for key in PARTS),
+     _move_parts_under_algo),
 )
 
 
 def migrate(cfg: DictConfig) -> list[str]:
-    """Bring a stored config up to today's keys (:data:`MIGRATIONS`); returns what was filled in."""
+    """Bring a stored config up to today's keys (:data:`MIGRATIONS`); returns what was filled in.
+    A config that no migration can bring up (it holds a key in its old and its new place) is a
+    :class:`ConfigError`."""
     done = []
     for what, applies, fill in MIGRATIONS:
         if applies(cfg):
@@ -141,8 +168,12 @@ def stored_config(text: Any, source: str) -> DictConfig:
         raise ConfigError(f"{source}: its config is not valid YAML ({first})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{source}: its config is not a mapping of keys (got a list)")
-    check_targets(cfg, source, resolved=True)
-    migrate(cfg)
+    check_resolved(cfg, source)  # before a migration reads a value (an interpolation would read the machine)
+    try:
+        migrate(cfg)  # data only: nodes moved or filled in, nothing imported; the _target_s are checked at their new places
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    check_targets(cfg, source)
     try:
         validate(cfg, TRAIN_RULES)
     except ConfigError as e:

@@ -35,8 +35,8 @@ class Stub(DeclaredState):
     def build(cls, cfg, env, device, sampler_seed):
         from hydra.utils import instantiate
 
-        args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
-        policy = instantiate(cfg.policy, **args).to(device)
+        args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.algo.policy.hidden_sizes)}
+        policy = instantiate(cfg.algo.policy, **args).to(device)
         return policy, BatchedSampler(env, policy, cfg.algo.episodes, seed=sampler_seed), {}, args
 
     def meta_step(self) -> dict:

@@ -25,7 +25,7 @@ from dmrl.algos.maml_curvature import MAMLProducts, maml_products
 from dmrl.baselines.linear import LinearFeatureBaseline
 from dmrl.errors import ConfigError
 from dmrl.keys import BOOL, COMPONENT, PROBABILITY, CrossCheck, Rule, int_at_least, is_num, one_of
-from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
+from dmrl.learner import PART_KEYS, AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.trpo import TRPO
 from dmrl.policies.gaussian_mlp import GaussianMLPPolicy, Params
 from dmrl.policies.recurrent import RecurrentPolicy
@@ -51,7 +51,7 @@ class MAML(DeclaredState):
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
-    STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl", "meta_optimizer.lr")  # (those its config has)
+    STEP_SIZE_KEYS = ("algo.inner_lr", "algo.meta_optimizer.max_kl", "algo.meta_optimizer.lr")  # (those its config has)
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
     KEYS = {
         "meta_batch_size": int_at_least(1),
@@ -64,6 +64,7 @@ class MAML(DeclaredState):
         "normalize_advantages": BOOL,
         "inner_estimator": one_of(INNER_ESTIMATORS),
         "baseline": COMPONENT,
+        **PART_KEYS,
     }
     CROSS_CHECKS = (
         CrossCheck(("inner_lr", "inner_steps"),
@@ -104,8 +105,8 @@ class MAML(DeclaredState):
         inner_estimator: str = "vpg",
     ) -> None:
         if getattr(meta_optimizer, "KIND", None) not in OUTER_KINDS:
-            raise ConfigError(f"algo={type(self).__name__.lower()} needs meta_optimizer=trpo, adam or adam_clip "
-                              "(meta_optimizer=ppo is RL²'s minibatch update with a value loss)")
+            raise ConfigError(f"algo={type(self).__name__.lower()} needs algo/meta_optimizer=trpo, adam or adam_clip "
+                              "(algo/meta_optimizer=ppo is RL²'s minibatch update with a value loss)")
         lrs = list(inner_lr) if isinstance(inner_lr, Sequence) else [inner_lr] * int(inner_steps)
         self.policy, self.baseline, self.sampler = policy, baseline, sampler
         self.meta_optimizer, self.tasks, self.task_rng = meta_optimizer, tasks, task_rng
@@ -308,7 +309,7 @@ class MAML(DeclaredState):
         products = maml_products(self.policy, train, valid, self.inner_lrs, self.first_order, episodes=episodes,
                                  lvc=self.lvc, outer_weights=outer_weights)
         if products is None and episodes is not None:
-            raise ConfigError(f"meta_optimizer.fvp_subsample < 1 needs policy=gaussian_mlp or policy=maml_paper "
+            raise ConfigError(f"algo.meta_optimizer.fvp_subsample < 1 needs algo/policy=gaussian_mlp or maml_paper "
                               f"with a supported activation, got {type(self.policy).__name__}")
         return products
 
@@ -362,17 +363,18 @@ class MAML(DeclaredState):
         """Policy, sampler and baseline from the config: (policy, sampler, constructor extras, policy args)."""
         from hydra.utils import get_class, instantiate
 
-        if issubclass(get_class(cfg.policy._target_), RecurrentPolicy):
-            raise ConfigError(f"policy: {get_class(cfg.policy._target_).__name__} does not fit {cls.__name__}; algo=rl2 "
-                              "needs policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        if issubclass(get_class(cfg.algo.policy._target_), RecurrentPolicy):
+            raise ConfigError(f"algo.policy: {get_class(cfg.algo.policy._target_).__name__} does not fit {cls.__name__}; "
+                              "algo=rl2 needs algo/policy=gru, algo=maml an MLP policy (algo/policy=gaussian_mlp or "
+                              "maml_paper)")
         if env.num_actions is not None:
             raise ConfigError(f"algo: {cls.__name__} needs continuous actions, but {type(env).__name__} "
                               "has discrete ones: use algo=rl2")
-        policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.policy.hidden_sizes)}
+        policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "hidden_sizes": list(cfg.algo.policy.hidden_sizes)}
         if not policy_args["hidden_sizes"]:
-            print("dmrl: note: policy.hidden_sizes=[] is a linear policy (observation -> action mean, no hidden "
+            print("dmrl: note: algo.policy.hidden_sizes=[] is a linear policy (observation -> action mean, no hidden "
                   "layer)", file=sys.stderr)
-        policy = instantiate(cfg.policy, **policy_args).to(device)
+        policy = instantiate(cfg.algo.policy, **policy_args).to(device)
         sampler = BatchedSampler(env, policy, cfg.algo.fast_batch_size, seed=sampler_seed)
         return policy, sampler, {"baseline": instantiate(cfg.algo.baseline)}, policy_args
 

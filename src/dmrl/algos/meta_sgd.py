@@ -10,7 +10,7 @@ per-parameter step can scale with the goal's distance through the gradient's com
 
 The outer step differentiates through ``alpha`` by autograd (MAML's hand-written curvature
 products assume a fixed step size), so TRPO's products come from double back-propagation over all
-episodes (``meta_optimizer.fvp_subsample`` must be 1).
+episodes (``algo.meta_optimizer.fvp_subsample`` must be 1).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dmrl.tasks.distributions import Tasks
 
 
 class MetaSGD(MAML):
-    STEP_SIZE_KEYS = ("meta_optimizer.max_kl", "meta_optimizer.lr")
+    STEP_SIZE_KEYS = ("algo.meta_optimizer.max_kl", "algo.meta_optimizer.lr")
     KEYS = {"inner_lr": Rule(lambda v: is_num(v) and v > 0, "one number > 0 (Meta-SGD learns one step size per "
                              "parameter, shared by the inner steps, and starts it there)")}
 
@@ -35,7 +35,7 @@ class MetaSGD(MAML):
         super().__init__(*args, **kwargs)
         # the optimizer it is handed, not a key of its own: checked where the two meet
         fraction = getattr(self.meta_optimizer, "fvp_subsample", 1.0)  # (TRPO's; Adam takes no curvature)
-        require("meta_optimizer.fvp_subsample", fraction == 1,
+        require("algo.meta_optimizer.fvp_subsample", fraction == 1,
                 "1.0 for algo=meta_sgd (its curvature is computed by autograd over every episode)", fraction)
         # parameter names hold dots, which a ParameterDict key may not: one list in params() order
         self.alpha = nn.ParameterList(nn.Parameter(torch.full_like(p.detach(), self.inner_lr))

@@ -41,8 +41,8 @@ class Oracle(MultiTask):
 
     @classmethod
     def build(cls, cfg, env, device: torch.device, sampler_seed: int):
-        if cfg.sampler.name != "local":
-            raise ConfigError("algo=oracle runs with sampler=local (remote workers rebuild the env without the task "
+        if cfg.algo.sampler.name != "local":
+            raise ConfigError("algo=oracle runs with algo/sampler=local (remote workers rebuild the env without the task "
                               "in its observations)")
         one = instantiate(cfg.tasks).sample(1, np.random.default_rng(0))  # the task's shape, not a task of the run
         return super().build(cfg, TaskInObservation(env, task_features(one).shape[1]), device, sampler_seed)

@@ -34,7 +34,7 @@ from dmrl.buffers.replay import TaskReplay
 from dmrl.envs.base import BatchedEnv
 from dmrl.errors import ConfigError
 from dmrl.keys import BOOL, NON_NEGATIVE, POSITIVE, PROBABILITY, CrossCheck, int_at_least, list_of
-from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
+from dmrl.learner import PART_KEYS, AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim import sac
 from dmrl.policies.tanh_gaussian import TanhGaussianPolicy, mlp
 from dmrl.samplers.batched import SeededSampler, roll_out
@@ -125,7 +125,7 @@ def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tenso
 class PEARL(DeclaredState):
     FILMS = False
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")  # z from the prior / the posterior
-    STEP_SIZE_KEYS = ("meta_optimizer.lr",)
+    STEP_SIZE_KEYS = ("algo.meta_optimizer.lr",)
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
     KEYS = {
         **{k: int_at_least(1) for k in ("latent_dim", "net_size", "meta_batch", "batch_size", "context_batch",
@@ -138,6 +138,7 @@ class PEARL(DeclaredState):
         "reward_scale": POSITIVE,
         "kl_lambda": NON_NEGATIVE,
         "gamma": PROBABILITY,
+        **PART_KEYS,
     }
     CROSS_CHECKS = (
         CrossCheck(("num_steps_prior", "num_steps_posterior", "num_extra_rl_steps_posterior"),
@@ -180,7 +181,7 @@ class PEARL(DeclaredState):
         dense_rl_reward: bool = False,
     ) -> None:
         if getattr(meta_optimizer, "KIND", None) != "sac":
-            raise ConfigError("algo=pearl needs meta_optimizer=sac")
+            raise ConfigError("algo=pearl needs algo/meta_optimizer=sac")
         if not isinstance(tasks, TaskPool):
             raise ConfigError("algo=pearl needs a fixed task pool with train/test splits (e.g. env=point_robot, "
                               "env=sparse_point_robot, tasks=cheetah_vel_pool)")
@@ -390,12 +391,12 @@ class PEARL(DeclaredState):
 
         if env.num_actions is not None:
             raise ConfigError(f"algo: PEARL needs continuous actions, but {type(env).__name__} has discrete ones")
-        if not issubclass(get_class(cfg.policy._target_), TanhGaussianPolicy):
-            raise ConfigError("policy: algo=pearl acts with policy=tanh_gaussian (SAC's squashed Gaussian)")
+        if not issubclass(get_class(cfg.algo.policy._target_), TanhGaussianPolicy):
+            raise ConfigError("algo.policy: algo=pearl acts with algo/policy=tanh_gaussian (SAC's squashed Gaussian)")
         a = cfg.algo
         latent, hidden = int(a.latent_dim), [int(a.net_size)] * 3
         policy_args = {"obs_dim": env.obs_dim + latent, "act_dim": env.act_dim}
-        policy = instantiate(cfg.policy, **policy_args).to(device)
+        policy = instantiate(cfg.algo.policy, **policy_args).to(device)
         ctx_dim = env.obs_dim + env.act_dim + 1 + (env.obs_dim if a.context_next_obs else 0)
         extras = {
             "encoder": ContextEncoder(ctx_dim, latent, list(a.encoder_hidden)).to(device),

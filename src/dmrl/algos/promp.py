@@ -5,7 +5,7 @@ MAML's structure with three changes (shared/REFERENCES.md, ProMP):
 - the inner steps use the low-variance curvature (LVC) estimator, whose meta-gradient credits the
   pre-update policy's exploration (``algo.inner_estimator=lvc``, :meth:`MAML.inner_loss`);
 - the outer objective is PPO's clipped surrogate on the post-adaptation episodes, optimized by
-  several Adam steps per batch (``meta_optimizer=adam_clip``, :class:`dmrl.optim.adam_outer.AdamOuter`);
+  several Adam steps per batch (``algo/meta_optimizer=adam_clip``, :class:`dmrl.optim.adam_outer.AdamOuter`);
 - minus ``eta_k * KL(pi_old || pi)`` between the policy that sampled inner step ``k``'s episodes and
   the current parameters adapted ``k`` times, on those episodes (``k = 0``: the pre-update
   policies), which keeps every pre-update policy near the one whose samples the inner steps use.
@@ -35,14 +35,14 @@ def adapt_kl_coef(coef: Tensor, kl: Tensor, target: float) -> Tensor:
 
 
 class ProMP(MAML):
-    STEP_SIZE_KEYS = ("algo.inner_lr", "meta_optimizer.lr")
+    STEP_SIZE_KEYS = ("algo.inner_lr", "algo.meta_optimizer.lr")
     KEYS = {"kl_coef": NON_NEGATIVE, "adaptive_kl": BOOL, "kl_target": POSITIVE}  # and MAML's
 
     def __init__(self, *args, kl_coef: float = 5e-4, adaptive_kl: bool = False, kl_target: float = 1e-2,
                  inner_estimator: str = "lvc", **kwargs) -> None:
         super().__init__(*args, inner_estimator=inner_estimator, **kwargs)
         # the optimizer it is handed, not a key of its own: checked where the two meet
-        require("meta_optimizer", self.meta_optimizer.KIND == "gradient", "adam_clip or adam (ProMP takes Adam steps "
+        require("algo.meta_optimizer", self.meta_optimizer.KIND == "gradient", "adam_clip or adam (ProMP takes Adam steps "
                 "on its clipped objective)", type(self.meta_optimizer).__name__)
         self.adaptive_kl, self.kl_target = bool(adaptive_kl), float(kl_target)
         # eta_k of each inner step; a tensor so that a checkpoint carries the adapted values

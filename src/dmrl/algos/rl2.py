@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dmrl.errors import ConfigError
 from dmrl.keys import BOOL, POSITIVE, PROBABILITY, int_at_least, optional
-from dmrl.learner import AdaptationResult, DeclaredState, MetaTestBudget
+from dmrl.learner import PART_KEYS, AdaptationResult, DeclaredState, MetaTestBudget
 from dmrl.optim.ppo import PPO
 from dmrl.policies.recurrent import RecurrentPolicy
 from dmrl.rl.returns import gae, masked_mean
@@ -31,7 +31,7 @@ class RL2(DeclaredState):
     # The metrics shown first (end-of-run line; the progress line reads the pre/post-adapt returns)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt", "meta_train/trial_return")
     # What a diverged run's advice tells the user to lower (resume accepts them: cli/train.py).
-    STEP_SIZE_KEYS = ("meta_optimizer.lr",)
+    STEP_SIZE_KEYS = ("algo.meta_optimizer.lr",)
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
     KEYS = {
         "meta_batch_size": int_at_least(1),
@@ -42,6 +42,7 @@ class RL2(DeclaredState):
         "normalize_advantages": BOOL,
         "reward_scale": POSITIVE,
         "tbptt": optional(int_at_least(1), "whole trials"),
+        **PART_KEYS,
     }
 
     @staticmethod
@@ -73,7 +74,7 @@ class RL2(DeclaredState):
         tbptt: int | None = None,
     ) -> None:
         if getattr(meta_optimizer, "KIND", None) != "minibatch":
-            raise ConfigError("algo=rl2 needs meta_optimizer=ppo")
+            raise ConfigError("algo=rl2 needs algo/meta_optimizer=ppo")
         self.policy, self.sampler, self.meta_optimizer = policy, sampler, meta_optimizer
         self.tasks, self.task_rng = tasks, task_rng
         self.meta_batch_size, self.trials_per_task = int(meta_batch_size), int(trials_per_task)
@@ -154,11 +155,12 @@ class RL2(DeclaredState):
         """Recurrent policy and trial sampler from the config: (policy, sampler, constructor extras, policy args)."""
         from hydra.utils import get_class, instantiate
 
-        if not issubclass(get_class(cfg.policy._target_), RecurrentPolicy):
-            raise ConfigError(f"policy: {get_class(cfg.policy._target_).__name__} does not fit {cls.__name__}; algo=rl2 "
-                              "needs policy=gru, algo=maml an MLP policy (policy=gaussian_mlp or policy=maml_paper)")
+        if not issubclass(get_class(cfg.algo.policy._target_), RecurrentPolicy):
+            raise ConfigError(f"algo.policy: {get_class(cfg.algo.policy._target_).__name__} does not fit {cls.__name__}; "
+                              "algo=rl2 needs algo/policy=gru, algo=maml an MLP policy (algo/policy=gaussian_mlp or "
+                              "maml_paper)")
         policy_args = {"obs_dim": env.obs_dim, "act_dim": env.act_dim, "num_actions": env.num_actions}
-        policy = instantiate(cfg.policy, **policy_args).to(device)
+        policy = instantiate(cfg.algo.policy, **policy_args).to(device)
         sampler = TrialSampler(env, policy, cfg.algo.trials_per_task, cfg.algo.episodes_per_trial, seed=sampler_seed)
         return policy, sampler, {}, policy_args
 

@@ -8,6 +8,7 @@ multi-line reports never reach a user for these mistakes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sys
@@ -133,6 +134,7 @@ def help_text(prog: str, config_name: str, summary: str, example: str, choices: 
                 if choices and group in choices:
                     options = [o for o in options if choices[group][0](o)]
                 groups.append(f"  {group}={'|'.join(options)}  (default {default}): {comment.strip()}")
+                groups += _nested_groups(folder, group)
         elif line and not line[0].isspace() and ":" in body and not body.startswith(("defaults", "hydra")):
             key, _, value = body.partition(":")
             if value.strip():
@@ -147,6 +149,28 @@ def help_text(prog: str, config_name: str, summary: str, example: str, choices: 
     lines += ["keys:", *keys, "", "example:", f"  {example}", "",
               f"{prog} --cfg job prints the whole composed config; --hydra-help shows Hydra's own flags."]
     return "\n".join(lines)
+
+
+def _nested_groups(folder: Path, group: str) -> list[str]:
+    """``--help`` lines of the groups nested in ``group`` (algo/policy, ...): each option of ``group``
+    picks one in its own defaults list (``  - policy: gru  # meaning``), so the default is per option."""
+    picked: dict[str, dict[str, str]] = {}  # nested group -> option of group -> its pick (in defaults order)
+    meaning: dict[str, str] = {}
+    for option in sorted(folder.glob("*.yaml")):
+        for line in option.read_text().splitlines():
+            body, _, comment = line.partition("#")
+            name, _, pick = body.strip().removeprefix("- ").partition(":")
+            if body.strip().startswith("- ") and (folder / name.strip()).is_dir():
+                picked.setdefault(name.strip(), {})[option.stem] = pick.strip()
+                meaning.setdefault(name.strip(), comment.strip())
+    lines = []
+    for sub, picks in picked.items():
+        usual = max(sorted(set(picks.values())), key=list(picks.values()).count)
+        others = ", ".join(f"{v} for {k}" for k, v in picks.items() if v != usual)
+        default = f"the {group}'s own: {others}, else {usual}" if others else f"default {usual}"
+        options = "|".join(sorted(p.stem for p in (folder / sub).glob("*.yaml")))
+        lines.append(f"  {group}/{sub}={options}  ({default}): {meaning[sub]}")
+    return lines
 
 
 def _not_an_override(arg: str, args: list[str]) -> str:
@@ -188,7 +212,10 @@ def _check_choices(prog: str, variant: list[str], choices: Choices) -> None:
 
 
 def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule],
-             check: Callable[[DictConfig, bool], None] | None = None, choices: Choices | None = None) -> None:
+             check: Callable[[DictConfig, bool], None] | None = None, choices: Choices | None = None,
+             moved: Callable[[str], str | None] | None = None) -> None:
+    """Check the command line ``args`` before Hydra starts any job (each value of a sweep composed
+    once); ``moved(override)``: one line for a key the command now takes elsewhere, else None."""
     if "--experimental-rerun" in args:  # Hydra unpickles .hydra/config.pickle: a run dir's file would run code
         fail(prog, "--experimental-rerun loads a pickled config, which can run code; dmrl does not allow it: "
                    "continue a run with resume=RUN_DIR/checkpoints/last.pt")
@@ -200,6 +227,10 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = overrides_of(args)
+    for a in overrides:  # before parsing: a key in its old place, with any prefix (+, ~) or sweep of values
+        message = moved(a) if moved is not None else None
+        if message:
+            fail(prog, message)
     for a in overrides:
         if "=" not in a:
             fail(prog, _not_an_override(a, args))
@@ -222,7 +253,10 @@ def precheck(prog: str, config_name: str, args: list[str], rules: dict[str, Rule
             except (HydraException, OmegaConfBaseException, ValueError) as e:
                 culprit = _culprit(compose, config_name, variant) or (variant[-1] if variant else "")
                 others = [v for v in variant if v != culprit]
-                fail(prog, explain(e, culprit, compose, config_name, others))
+                # a preset of one's own that overrides a group in its old place (override /policy: gru)
+                old = re.search(r"Could not override '([^']+)'", str(e))
+                message = moved(old.group(1)) if moved is not None and old else None
+                fail(prog, f"{culprit}: {message}" if message else explain(e, culprit, compose, config_name, others))
             _check_added_keys(prog, compose, config_name, variant)
             try:
                 # a resume's added keys are its checkpoint's (they are checked there: dmrl.cli.train)
@@ -294,12 +328,13 @@ def _on_sigterm(signum, frame) -> None:
 
 def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[DictConfig], object],
         help: str = "", check: Callable[[DictConfig, bool], None] | None = None,
-        choices: Choices | None = None) -> None:
+        choices: Choices | None = None, moved: Callable[[str], str | None] | None = None) -> None:
     """Check the command line, then hand it to Hydra with ``body`` as the job.
 
     ``help``: what ``--help`` prints; ``check(cfg, multirun)``: the command's own checks of a
     composed config (with Hydra's node), run with the others before Hydra creates anything;
-    ``choices``: groups of which the command takes only some options.
+    ``choices``: groups of which the command takes only some options; ``moved(override)``: one
+    line naming the new key of a key the command took elsewhere before (None: not such a key).
     """
     import hydra
 
@@ -312,7 +347,7 @@ def run(prog: str, config_name: str, rules: dict[str, Rule], body: Callable[[Dic
     if HELP_FLAGS & set(args):
         print(help)
         sys.exit(0)
-    precheck(prog, config_name, args, rules, check, choices)
+    precheck(prog, config_name, args, rules, check, choices, moved)
     keep_freed_memory()  # no per-iteration page-fault churn (dmrl.allocator)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a launcher (submitit) handles it
         signal.signal(signal.SIGTERM, _on_sigterm)

@@ -155,7 +155,8 @@ with the same files; on bandit and tabular_mdp, next to the classic baselines. F
   dmrl-eval env=point_nav policy=random num_tasks=100 seed=0"""
 
 
-# conf/policy's other options are networks dmrl-train learns: dmrl-eval scores them from a checkpoint
+# dmrl-eval's policy group holds policies without a checkpoint; a network dmrl-train learns
+# (its algo's, algo/policy=...) is scored from its checkpoint
 CHOICES = {"policy": (lambda option: option in EVAL_POLICIES,
                       "a trained policy is scored from its checkpoint (checkpoint=PATH)")}
 

@@ -14,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import discard_if_empty, help_text, run
-from dmrl.config import EVAL_POLICIES, TRAIN_RULES, validate
+from dmrl.config import EVAL_POLICIES, TRAIN_RULES, group_options, validate
 from dmrl.errors import CheckpointError, ConfigError, DmrlError, Interrupted, StorageError, Terminated
+from dmrl.learner import PARTS
 from dmrl.summary import SUMMARY_FILE, provenance
 from dmrl.stored import stored_config
 
@@ -24,13 +25,38 @@ from dmrl.stored import stored_config
 RUNTIME_KEYS = ("iterations", "device", "checkpoint", "logger", "final_eval", "overwrite")
 # Step sizes and the trust region: what the advice after a diverged run asks to lower. A resume
 # takes them when typed and says so (the run then continues with the smaller step, not exactly).
-TUNABLE_KEYS = ("algo.inner_lr", "meta_optimizer.max_kl", "meta_optimizer.lr", "meta_optimizer.cg_damping",
-                "meta_optimizer.ls_backtrack_ratio", "meta_optimizer.ls_max_steps", "meta_optimizer.clip",
-                "meta_optimizer.max_grad_norm")
+TUNABLE_KEYS = ("algo.inner_lr", *(f"algo.meta_optimizer.{k}" for k in (
+    "max_kl", "lr", "cg_damping", "ls_backtrack_ratio", "ls_max_steps", "clip", "max_grad_norm")))
 
 
 def _is_runtime(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RUNTIME_KEYS)
+
+
+def node(key: str) -> str:
+    """The config path a group override sets (``algo/policy=gru`` sets ``algo.policy``)."""
+    return key.replace("/", ".")
+
+
+def moved_key(override: str) -> str | None:
+    """One line for a key typed in its place from before the policy, meta-optimizer and sampler became
+    the algo's (``policy.hidden_sizes=...``, ``meta_optimizer=adam``, ``~sampler``, a sweep's
+    ``hydra.sweeper.params.meta_optimizer.max_kl``): the key it is now. None for any other override."""
+    body = override.lstrip("+~")
+    prefix, (key, eq, value) = override[: len(override) - len(body)], body.partition("=")
+    params = "hydra.sweeper.params."
+    where = params if key.startswith(params) else ""
+    rest = key[len(where):]
+    if rest.replace("/", ".").split(".")[0] not in PARTS:
+        return None
+    if rest == "policy" and value in EVAL_POLICIES:  # dmrl-eval's policy=random: nothing to train
+        return (f"policy={value} is dmrl-eval's, with nothing to train (dmrl-eval env=ENV policy={value} scores it); "
+                f"dmrl-train's policy is the algo's: algo/policy={'|'.join(group_options('algo/policy'))}")
+    if "." in rest or where:
+        old, new = key, f"{where}algo{'.' if '.' in rest else '/'}{rest}"
+    else:  # a group choice: policy=gru is algo/policy=gru
+        old, new = f"{prefix}{key}{eq}{value}", f"{prefix}algo/{key}{eq}{value}"
+    return f"{old} is now {new} (the policy, optimizer and sampler are part of the algo's config)"
 
 
 def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: str = "checkpoint") -> DictConfig:
@@ -50,10 +76,11 @@ def resume_config(cfg: DictConfig, saved_yaml: str, typed: list[str], source: st
             if old != new:
                 OmegaConf.update(saved, key, new, merge=False)
                 print(f"dmrl-train: resume changes {key}: {old} -> {new}", file=sys.stderr)
-        elif "." not in key and OmegaConf.select(saved, f"{key}._target_", default=None) is not None \
-                and OmegaConf.select(saved, f"{key}._target_") == OmegaConf.select(cfg, f"{key}._target_", default=None):
+        elif "." not in key and OmegaConf.select(saved, f"{node(key)}._target_", default=None) is not None \
+                and OmegaConf.select(saved, f"{node(key)}._target_") == OmegaConf.select(cfg, f"{node(key)}._target_",
+                                                                                     default=None):
             continue  # a group choice that names the checkpoint's own component (algo=rl2 on an RL² run)
-        elif OmegaConf.select(saved, key, default=None) != OmegaConf.select(cfg, key, default=None):
+        elif OmegaConf.select(saved, node(key), default=None) != OmegaConf.select(cfg, node(key), default=None):
             print(f"dmrl-train: warning: resume ignores {override}: a resumed run keeps its checkpoint's "
                   f"{key} (only {', '.join(RUNTIME_KEYS)} and the step sizes {', '.join(TUNABLE_KEYS)} may change)",
                   file=sys.stderr)
@@ -349,9 +376,18 @@ def _write_finished_summary(run_dir: Path, record: dict, heldout: dict | None, w
 
 
 HELP = """Meta-train a policy on a distribution of tasks: Hydra composes an env (task family), its
-task distribution, a policy, a meta-optimizer and a meta-learner from conf/; the run writes
-metrics.jsonl, TensorBoard events, atomic checkpoints (every RNG state) and summary.json into its
-run dir, and ends with an adaptation test on held-out tasks."""
+task distribution and a meta-learner with its own policy, meta-optimizer and sampler from conf/;
+the run writes metrics.jsonl, TensorBoard events, atomic checkpoints (every RNG state) and
+summary.json into its run dir, and ends with an adaptation test on held-out tasks."""
+
+
+def _check_train(cfg: DictConfig, multirun: bool) -> None:
+    """dmrl-train's own checks of a composed command line (:func:`dmrl.cli.app.precheck`)."""
+    for key in PARTS:  # a preset of one's own ($DMRL_CONFIG_PATH) that sets them in their old place
+        if key in cfg:
+            raise ConfigError(f"{key} is set at the top level (by a preset?): {key} is now algo.{key} (the policy, "
+                              "optimizer and sampler are part of the algo's config: algo: {" + key + ": ...})")
+    _check_fresh_run_dir(cfg, multirun)
 
 
 def _check_fresh_run_dir(cfg: DictConfig, multirun: bool) -> None:
@@ -371,7 +407,7 @@ def _check_fresh_run_dir(cfg: DictConfig, multirun: bool) -> None:
 
 
 def _tunable_on_resume(args: list[str]) -> list[str]:
-    """On resume, a step size of another learner's optimizer (meta_optimizer.lr of an RL² checkpoint,
+    """On resume, a step size of another learner's optimizer (algo.meta_optimizer.lr of an RL² checkpoint,
     while today's default group is TRPO) is added with ``++`` so that composition takes it;
     :func:`resume_config` applies it to the checkpoint's config, which has the key."""
     if not any(a.startswith("resume=") for a in args):
@@ -379,18 +415,12 @@ def _tunable_on_resume(args: list[str]) -> list[str]:
     return [f"++{a}" if a.split("=", 1)[0] in TUNABLE_KEYS else a for a in args]
 
 
-# conf/policy's random option is dmrl-eval's: nothing to train
-CHOICES = {"policy": (lambda option: option not in EVAL_POLICIES,
-                      f"policy={'|'.join(EVAL_POLICIES)} has nothing to train: "
-                      "dmrl-eval env=ENV policy=random scores it")}
-
-
 def main() -> None:
     sys.argv[1:] = _tunable_on_resume(sys.argv[1:])
-    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_fresh_run_dir, choices=CHOICES,
+    run("dmrl-train", "train", TRAIN_RULES, train_job, check=_check_train, moved=moved_key,
         help=help_text("dmrl-train", "train", HELP,
                        "dmrl-train env=cheetah_vel algo=maml iterations=200 seed=1   "
-                       "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)", CHOICES))
+                       "(resume: dmrl-train resume=RUN_DIR/checkpoints/last.pt)"))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""Spread one run's rollouts over Ray actors (``sampler=ray``).
+"""Spread one run's rollouts over Ray actors (``algo/sampler=ray``).
 
 Each actor holds its own copy of the env and the policy on CPU, rebuilt from their configs. A call
 splits the tasks into contiguous chunks, one per actor, sends the current weights once (``ray.put``)
 and each chunk's per-task parameters, and concatenates the chunks' batches back along the task
 axis. The actors run the very same local sampler (:class:`BatchedSampler` or :class:`TrialSampler`),
-so the batch has the same distribution as ``sampler=local``; it is not bit-identical, because each
+so the batch has the same distribution as ``algo/sampler=local``; it is not bit-identical, because each
 actor draws its own action noise.
 
 Randomness: the driver's generator is the only state. Every call draws one seed per worker from it,
 and each actor reseeds its sampler (action noise and env) with that seed, so a run is reproducible
-given ``seed`` and ``sampler.workers``, and checkpoints (which hold the driver's generator and env)
+given ``seed`` and ``algo.sampler.workers``, and checkpoints (which hold the driver's generator and env)
 resume it exactly.
 """
 
@@ -30,7 +30,7 @@ from dmrl.tasks.distributions import Tasks
 def _sampler_args(sampler: SeededSampler) -> dict[str, int]:
     """What rebuilds ``sampler`` around another env and policy (each sampler declares it)."""
     if not hasattr(type(sampler), "rebuild_args"):
-        raise TypeError(f"sampler=ray cannot wrap a {type(sampler).__name__}: it declares no rebuild_args()")
+        raise TypeError(f"algo/sampler=ray cannot wrap a {type(sampler).__name__}: it declares no rebuild_args()")
     return sampler.rebuild_args()
 
 

@@ -217,7 +217,7 @@ for row in rows:
             keep = ("device", "iterations", "sec_per_iteration", "sec_per_iteration_mean", "env_steps_per_iteration",
                     "env_steps_per_sec", "sampling_sec_per_iteration", "split_sec_per_iteration",
                     "minor_page_faults_per_iteration", "system_cpu_sec_per_iteration", "user_cpu_sec_per_iteration",
-                    "threads", "target_sec_per_iteration", "target_env_steps_per_sec", "speedup_vs_reference",
+                    "threads", "target_sec_per_iteration", "target_env_steps_per_sec",
                     "projected_run_sec")
             result["cases"][key] = {k: r[k] for k in keep if k in r}
             result.setdefault("machine", r.get("machine"))

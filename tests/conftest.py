@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def _cli_env() -> dict:
 def cli_env(tmp_path):
     """Environment for running the console scripts as a user would, in a scratch directory."""
     return _cli_env()
+
+
+def run_together(cmds: list[list[str]], cwd: Path, env: dict) -> list[subprocess.CompletedProcess]:
+    """Run independent console-script calls (each refused or finished on its own) as many at a time as
+    there are CPUs, one torch thread each: a test of many one-line refusals waits on interpreter
+    start-up, not on work.  # one CompletedProcess per command, in order"""
+    env = dict(env, OMP_NUM_THREADS="1")
+    done: list[subprocess.CompletedProcess] = []
+    width = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    for start in range(0, len(cmds), width):
+        procs = [(cmd, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                 for cmd in cmds[start:start + width]]
+        for cmd, proc in procs:
+            out, err = proc.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
+    return done
 
 
 @pytest.fixture(scope="module")

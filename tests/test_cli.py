@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_together
 from omegaconf import OmegaConf
 
 from dmrl.checkpoint import checksum
@@ -247,13 +248,13 @@ def test_bad_checkpoints_are_refused(tmp_path, cli_env):
     good["checksum"] = checksum({k: v for k, v in good.items() if k not in ("format", "version", "checksum")})
     torch.save(good, newer)
     cases["unknown policy key"] = (newer, "frobnicate")
-    for name, (path, expect) in cases.items():
-        for cmd in (["dmrl-eval", f"checkpoint={path}"], ["dmrl-train", *SMOKE, f"resume={path}"]):
-            proc = run(cmd, tmp_path, cli_env, ok=False)
-            assert proc.returncode != 0, name
-            lines = proc.stderr.strip().splitlines()
-            assert len(lines) == 1 and expect in lines[0], (name, proc.stderr)
-            assert "Traceback" not in proc.stderr
+    jobs = [(name, expect, cmd) for name, (path, expect) in cases.items()
+            for cmd in (["dmrl-eval", f"checkpoint={path}"], ["dmrl-train", *SMOKE, f"resume={path}"])]
+    for (name, expect, _), proc in zip(jobs, run_together([j[2] for j in jobs], tmp_path, cli_env)):
+        assert proc.returncode != 0, name
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expect in lines[0], (name, proc.stderr)
+        assert "Traceback" not in proc.stderr
     assert not marker.exists()
     leftovers = [p for p in (tmp_path / "outputs").rglob("*") if p.is_dir() and p.parent.name != ".hydra"]
     assert not [p for p in leftovers if (p / ".hydra").is_dir()]  # failed jobs leave no empty run dirs

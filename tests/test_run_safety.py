@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_together
 from omegaconf import OmegaConf
 
 from dmrl.checkpoint import VERSION
@@ -94,10 +95,11 @@ def test_a_checkpoint_config_cannot_run_code(trained, tmp_path, cli_env):
             horizon="${oc.env:HOME}")),
     }
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    for name, ckpt in crafted.items():
-        for cmd in (["dmrl-eval", f"checkpoint={ckpt}", "num_tasks=2"], ["dmrl-train", f"resume={ckpt}"]):
-            line = one_line(run(cmd, tmp_path, cli_env, ok=False))
-            assert "refused" in line and str(ckpt) in line, (name, line)
+    jobs = [(name, ckpt, cmd) for name, ckpt in crafted.items()
+            for cmd in (["dmrl-eval", f"checkpoint={ckpt}", "num_tasks=2"], ["dmrl-train", f"resume={ckpt}"])]
+    for (name, ckpt, _), proc in zip(jobs, run_together([j[2] for j in jobs], tmp_path, cli_env)):
+        line = one_line(proc)
+        assert "refused" in line and str(ckpt) in line, (name, line)
     assert not marker.exists()
     assert victim.read_text() == "precious\n"
     after = {p: p.stat().st_mtime_ns for p in before}
@@ -356,10 +358,11 @@ def test_damaged_checkpoints_are_one_line_for_eval_and_resume(trained, tmp_path,
     }
     paths = {name: (_edited(last, tmp_path / f"{i}.pt", edit), expect) for i, (name, (edit, expect)) in enumerate(cases.items())}
     paths["bit flip"] = (_flip_a_bit(last, tmp_path / "flip.pt"), "does not match its checksum")
-    for name, (path, expect) in paths.items():
-        for cmd in (["dmrl-eval", f"checkpoint={path}", "num_tasks=2"], ["dmrl-train", f"resume={path}"]):
-            line = one_line(run(cmd, tmp_path, cli_env, ok=False))
-            assert expect in line and str(path) in line, (name, line)
+    jobs = [(name, path, expect, cmd) for name, (path, expect) in paths.items()
+            for cmd in (["dmrl-eval", f"checkpoint={path}", "num_tasks=2"], ["dmrl-train", f"resume={path}"])]
+    for (name, path, expect, _), proc in zip(jobs, run_together([j[3] for j in jobs], tmp_path, cli_env)):
+        line = one_line(proc)
+        assert expect in line and str(path) in line, (name, line)
 
 
 def test_a_version_1_checkpoint_without_checksum_still_loads(trained, tmp_path):

@@ -92,7 +92,8 @@ def test_pearl_beats_maml_on_the_point_robot(tmp_path, cli_env):
 
 
 @pytest.mark.xfail(strict=False, reason="session 8: PEARL goal-hit rate after 5 exploration trajectories 0.15 "
-                                         "(MAML-TRPO 0.20); session 10, same checkpoint: 0.38 after 20")
+                                         "(MAML-TRPO 0.20); session 10, same checkpoint: 0.38 after 20; trained with "
+                                         "1,000 gradient steps per iteration: 0.25 after 5")
 def test_pearl_hits_the_sparse_goal(tmp_path, cli_env):
     pearl = _train_and_eval("pearl_sparse_point_robot", tmp_path, cli_env, "num_tasks=100", "seed=7")
     assert pearl["success_mean"][pearl["num_exp_traj_eval"]] >= 0.8

@@ -7,7 +7,9 @@ STAMP  := $(VENV)/.installed
 MW_VENV  := .venv-mw
 MW_BIN   := $(MW_VENV)/bin
 MW_STAMP := $(MW_VENV)/.installed
-MW_TESTS := tests/test_metaworld.py tests/test_physics.py tests/test_mujoco_envs.py tests/test_config.py
+MW_TESTS := tests/test_metaworld.py tests/test_physics.py tests/test_mujoco_envs.py \
+	'tests/test_config.py::test_every_option_composes_and_builds[env=metaworld]' \
+	'tests/test_config.py::test_every_option_composes_and_builds[tasks=metaworld]'
 # The CPU build of torch where the machine has it (a plain `pip install torch` pulls a multi-GB
 # CUDA build); override with `make install TORCH=torch` for the default build of your platform.
 TORCH  ?= torch==2.13.0

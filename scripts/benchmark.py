@@ -5,9 +5,10 @@
     python scripts/benchmark.py --case maml_point_nav --json
 
 ``maml_point_nav``: point_nav, meta-batch 20, 20 episodes per task, horizon 100, 1 inner step,
-[64, 64] tanh, 10 CG iterations, second order. A widely used PyTorch MAML port needs 4.4 s per
-meta-iteration for this on a 2-core machine. Both MAML cases compute the TRPO curvature on full
-batches, as the port does (``algo.meta_optimizer.fvp_subsample=1.0``).
+[64, 64] tanh, 10 CG iterations, second order: the configuration of a widely used PyTorch MAML
+port (its time is measured beside dmrl's on the same machine, in alternation: docs/results.md,
+"Session 10: side by side with the port"; this script prints no ratio). Both MAML cases compute
+the TRPO curvature on full batches, as the port does (``algo.meta_optimizer.fvp_subsample=1.0``).
 
 ``maml_point_nav_default``: the same with dmrl's default ``algo.meta_optimizer.fvp_subsample=0.1``
 (curvature products on 10% of each task's episodes, as in Schulman's TRPO).

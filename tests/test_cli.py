@@ -264,6 +264,7 @@ def test_eval_bad_options(tmp_path, cli_env):
     for args, key in ((["num_tasks=0", "checkpoint=x.pt"], "num_tasks"), (["adapt_steps=-1", "checkpoint=x.pt"], "adapt_steps"),
                       (["later_lr_scale=0", "checkpoint=x.pt"], "later_lr_scale"),
                       (["lr_scale=0", "checkpoint=x.pt"], "lr_scale"),
+                      (["exploration_trajectories=0", "checkpoint=x.pt"], "exploration_trajectories"),
                       ([], "checkpoint"), (["checkpoint=x.pt", "bogus=1"], "bogus")):
         proc = run(["dmrl-eval", *args], tmp_path, cli_env, ok=False)
         lines = proc.stderr.strip().splitlines()

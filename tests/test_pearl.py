@@ -178,6 +178,35 @@ def test_the_meta_test_uses_only_test_split_tasks_and_reports_each_trajectory():
     assert out["objective"] == pytest.approx(out["trajectory_return_mean"][1], rel=1e-6)
 
 
+def test_an_exploration_budget_sets_how_many_trajectories_use_the_prior():
+    from dmrl.evaluation import evaluate
+    from dmrl.learner import MetaTestBudget
+
+    parts = parts_for("env=sparse_point_robot")  # the preset's own num_exp_traj_eval is 1
+    calls = []
+    real = parts.algo.encoder.forward
+    parts.algo.encoder.forward = lambda *a, **k: (calls.append(1), real(*a, **k))[1]
+    out = evaluate(parts, num_tasks=10, seed=0, budget=MetaTestBudget(exploration=3, episodes=5))
+    assert len(calls) == 2  # the posterior only for trajectories 4 and 5: the first 3 explore with the prior
+    assert out["objective"] == pytest.approx(out["trajectory_return_mean"][3], rel=1e-6)
+    calls.clear()
+    assert len(evaluate(parts, num_tasks=10, seed=0)["trajectory_return_mean"]) == 2 and len(calls) == 1
+
+
+def test_dmrl_eval_exploration_trajectories_is_for_a_pearl_checkpoint_only():
+    from pathlib import Path
+
+    from dmrl.cli.evaluate import eval_job
+
+    maml = Path(__file__).parent / "data" / "v1_maml_point_nav.pt"
+    for overrides, message in (([f"checkpoint={maml}"], "only PEARL's meta-test"),
+                               (["env=sparse_point_robot", "policy=random"], "protocol=dmrl meta-test only")):
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = compose(config_name="eval", overrides=[*overrides, "exploration_trajectories=2", "device=cpu"])
+        with pytest.raises(ConfigError, match=f"^exploration_trajectories: .*{message}"):
+            eval_job(cfg)
+
+
 @pytest.mark.parametrize("bad, key", [
     (["algo.meta_batch=0"], "algo.meta_batch"),
     (["algo.num_steps_prior=-1"], "algo.num_steps_prior"),

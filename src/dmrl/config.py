@@ -92,6 +92,7 @@ EVAL_RULES: dict[str, Rule] = {
     "lr_scale": POSITIVE,
     "seed": SEED,
     "episodes": Rule(lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1"),
+    "exploration_trajectories": Rule(lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1"),
     "device": DEVICE,
     "video": BOOL,
     "video_tasks": int_at_least(1),

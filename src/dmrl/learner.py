@@ -63,6 +63,7 @@ class MetaTestBudget:
     episodes: int | None = None  # episodes per task per step (MAML) or trials per task (RL²); None: the learner's own
     later_lr_scale: float = 1.0  # gradient-based learners: steps after the first are this times the training step
     lr_scale: float = 1.0  # gradient-based learners: every test-time step times this (tuning a fine-tuned baseline)
+    exploration: int | None = None  # PEARL: trajectories with z from the prior before the posterior; None: its own
     # Meta-World's protocol (dmrl-eval protocol=metaworld): adaptation episodes per task, then evaluation
     # episodes that are scored. MAML family: the adaptation points sample adapt_episodes, the last point
     # eval_episodes; RL²: trials of adapt + eval episodes; PEARL: adapt + eval trajectories.

@@ -124,6 +124,7 @@ def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tenso
 # --- the learner --------------------------------------------------------------------------------------
 class PEARL(DeclaredState):
     FILMS = False
+    EXPLORES = True  # its meta-test explores with z from the prior first (dmrl-eval exploration_trajectories=)
     HEADLINE = ("meta_train/return_pre_adapt", "meta_train/return_post_adapt")  # z from the prior / the posterior
     STEP_SIZE_KEYS = ("algo.meta_optimizer.lr",)
     # Its config keys (dmrl.keys; checked by dmrl.config.validate before anything is built)
@@ -333,17 +334,18 @@ class PEARL(DeclaredState):
 
     # --- meta-test ---------------------------------------------------------------------------------
     def meta_test(self, tasks: Tasks, budget: MetaTestBudget) -> AdaptationResult:
-        """Per held-out task: ``num_exp_traj_eval`` trajectories with ``z`` from the prior, each later
+        """Per held-out task: ``num_exp_traj_eval`` (or ``budget.exploration``) trajectories with ``z`` from the prior, each later
         one with ``z`` from the posterior of every transition so far; deterministic actions; all
         tasks together."""
+        explore = int(budget.exploration or self.num_exp_traj_eval)
         # Meta-World's protocol: its adaptation, then its evaluation trajectories
-        K = int(budget.protocol_episodes or budget.episodes or self.num_exp_traj_eval + 1)
+        K = int(budget.protocol_episodes or budget.episodes or explore + 1)
         n = len(next(iter(tasks.values())))
         dev = self.sampler.env.device
         returns, success, context, mask = [], [], None, None
         with torch.no_grad():
             for k in range(K):
-                if k < self.num_exp_traj_eval:  # exploration: z from the prior
+                if k < explore:  # exploration: z from the prior
                     z = torch.randn(n, 1, self.latent_dim, generator=self.generator)
                 else:
                     mu, var = self.encoder(context, mask)
@@ -359,11 +361,11 @@ class PEARL(DeclaredState):
                 mask = real if mask is None else torch.cat([mask, real], dim=1)
                 if budget.on_step is not None:
                     budget.on_step(k, K - 1)
-        j = min(self.num_exp_traj_eval, K - 1)
+        j = min(explore, K - 1)
         return AdaptationResult(axis="trajectory", returns=np.stack(returns),
                                 objective_name="heldout/return_after_exploration", objective=lambda r: r[j],
                                 success=np.stack(success) if success else None,
-                                extras={"num_exp_traj_eval": self.num_exp_traj_eval})
+                                extras={"num_exp_traj_eval": explore})
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)

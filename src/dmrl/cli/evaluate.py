@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmrl.cli.app import help_text, run
 from dmrl.config import EVAL_POLICIES, EVAL_RULES, eval_source, validate
+from dmrl.errors import ConfigError
 from dmrl.stored import check_targets, stored_config
 
 
@@ -26,6 +27,9 @@ def check_source(cfg: DictConfig, multirun: bool = False) -> None:
 def eval_job(cfg: DictConfig) -> dict:
     validate(cfg, EVAL_RULES)
     check_source(cfg)
+    if cfg.exploration_trajectories is not None and (cfg.protocol != "dmrl" or eval_source(cfg) != "checkpoint"):
+        raise ConfigError("exploration_trajectories: a PEARL checkpoint's protocol=dmrl meta-test only (leave it null "
+                          "with policy=random or protocol=metaworld, whose adaptation_episodes set the exploration)")
     if cfg.protocol == "metaworld":
         return protocol_job(cfg)
     return checkpoint_job(cfg) if eval_source(cfg) == "checkpoint" else policy_job(cfg)
@@ -125,8 +129,11 @@ def checkpoint_job(cfg: DictConfig) -> dict:
         from dmrl.video import Recorder
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
+    if cfg.exploration_trajectories is not None and not getattr(parts.algo, "EXPLORES", False):
+        raise ConfigError(f"exploration_trajectories: only PEARL's meta-test explores with z from the prior; this "
+                          f"checkpoint's learner is {type(parts.algo).__name__} (leave it null)")
     budget = MetaTestBudget(steps=int(cfg.adapt_steps), episodes=cfg.episodes, later_lr_scale=float(cfg.later_lr_scale),
-                            lr_scale=float(cfg.lr_scale))
+                            lr_scale=float(cfg.lr_scale), exploration=cfg.exploration_trajectories)
     result = evaluate(parts, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget, recorder=recorder)
     result = {"checkpoint": str(ckpt), "iteration": int(state["iteration"]), **result}
     out_dir = Path(HydraConfig.get().runtime.output_dir)

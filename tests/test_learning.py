@@ -93,7 +93,9 @@ def test_pearl_beats_maml_on_the_point_robot(tmp_path, cli_env):
 
 @pytest.mark.xfail(strict=False, reason="session 8: PEARL goal-hit rate after 5 exploration trajectories 0.15 "
                                          "(MAML-TRPO 0.20); session 10, same checkpoint: 0.38 after 20; trained with "
-                                         "1,000 gradient steps per iteration: 0.25 after 5")
+                                         "1,000 gradient steps per iteration: 0.25 after 5 (latent 1: 0.37); session 11: "
+                                         "five goal-directed trajectories sampled as PEARL explores find the goal on at "
+                                         "most 0.55 of these tasks (scripts/sparse_point_robot_ceiling.py), below 0.8")
 def test_pearl_hits_the_sparse_goal(tmp_path, cli_env):
     pearl = _train_and_eval("pearl_sparse_point_robot", tmp_path, cli_env, "num_tasks=100", "seed=7")
     assert pearl["success_mean"][pearl["num_exp_traj_eval"]] >= 0.8

@@ -14,6 +14,8 @@ MW_TESTS := tests/test_metaworld.py tests/test_physics.py tests/test_mujoco_envs
 # CUDA build); override with `make install TORCH=torch` for the default build of your platform.
 TORCH  ?= torch==2.13.0
 ARGS   ?=
+# make test runs the fast tests in one pytest-xdist worker per core (`make test TEST_WORKERS=1`: one process)
+TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-metaworld train eval test test-metaworld test-all bench tb clean gpu-wheels
@@ -44,7 +46,7 @@ eval: install ## evaluate a checkpoint: make eval ARGS="checkpoint=outputs/train
 	$(BIN)/dmrl-eval $(ARGS)
 
 test: install install-metaworld ## run the test suite (fast tests; a few minutes on 2 cores), then the Meta-World tests in .venv-mw
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load $(ARGS)
 	$(MW_BIN)/python -m pytest -q $(MW_TESTS)
 
 test-metaworld: install-metaworld ## run the Meta-World tests (and the physics tests on MuJoCo 3.3) in .venv-mw

@@ -19,6 +19,11 @@ from dmrl.samplers.batched import BatchedSampler
 from dmrl.tasks.distributions import UniformBox, task_rng
 
 BIN = Path(sys.executable).parent
+# `make test` runs the suite in one pytest-xdist worker per core: one torch thread each, for the
+# tests and for the console scripts they start (two OpenMP pools spinning on one core slow both)
+XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if XDIST:
+    torch.set_num_threads(1)
 
 
 def make_maml(meta_batch=3, episodes=4, horizon=8, hidden=(8, 8), activation="tanh", inner_steps=1,
@@ -46,6 +51,8 @@ def _cli_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("HYDRA_FULL_ERROR", None)
+    if XDIST:
+        env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 

@@ -34,6 +34,13 @@ Python): env steps/s of dmrl's Meta-World env on ML1 reach (20 tasks x 10 episod
 random actions and with MAML's sampler, beside the benchmark's own ``gym.make_vec`` sync and async
 vector envs in the same run, and the single-thread ``mj_step`` limit of the Sawyer model.
 
+``blas`` (only when named): float32 matrix-product throughput (GFLOP/s) of the BLAS torch calls
+(MKL in the x86 wheels) beside oneDNN's kernels on the same shapes, in one process: a square 1024
+product, the [40,000 x 64] x [64 x 64] product of a [64, 64] layer on point_nav's batch, and the
+batched [20 x 64 x 2,000] x [20 x 2,000 x 64] products of MAML's curvature. On a CPU where MKL does
+not use its widest kernels (it picks them by vendor) oneDNN is the faster library: how much a
+matrix-product-bound case (the curvature, PEARL's update, RL²'s GRU) leaves on the table.
+
 ``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
 (``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by
 ``dmrl-train -m`` twice in one go: sequentially (Hydra's basic launcher, each job using every
@@ -705,11 +712,48 @@ def bench_sweep_local() -> dict:
             "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "torch": torch.__version__}
 
 
+def bench_blas(repeats: int = 30) -> dict:
+    """GFLOP/s of torch's float32 products (its BLAS) and of oneDNN's on the same shapes (``blas``)."""
+    def rate(fn, flops: float) -> float:
+        for _ in range(3):
+            fn()
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            best = min(best, (time.perf_counter() - t) / repeats)
+        return flops / best / 1e9
+
+    gen = torch.Generator().manual_seed(0)
+    out: dict = {"case": "blas", "machine": machine_info("cpu"), "gflops": {}}
+    for name, (m, k, n) in {"square_1024": (1024, 1024, 1024), "layer_40000x64x64": (40_000, 64, 64)}.items():
+        a, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+        wt = w.t().contiguous()
+        am, wm = a.to_mkldnn(), w.to_mkldnn()
+        flops = 2.0 * m * k * n
+        torch.testing.assert_close(torch._C._nn.mkldnn_linear(am, wm, None).to_dense(), torch.mm(a, wt),
+                                   rtol=1e-4, atol=1e-3)  # the same product from both libraries
+        out["gflops"][name] = {"torch_blas": rate(lambda: torch.mm(a, wt), flops),
+                               "onednn": rate(lambda: torch._C._nn.mkldnn_linear(am, wm, None), flops)}
+    a, b = torch.randn(20, 64, 2000, generator=gen), torch.randn(20, 2000, 64, generator=gen)
+    bt = b.transpose(1, 2).contiguous()
+    linear = torch.ops.mkldnn._linear_pointwise
+    torch.testing.assert_close(torch.stack([linear(a[i], bt[i], None, "none", [], "") for i in range(20)]),
+                               torch.bmm(a, b), rtol=1e-4, atol=1e-3)
+    out["gflops"]["curvature_bmm_20x64x2000x64"] = {
+        "torch_blas": rate(lambda: torch.bmm(a, b), 2.0 * 20 * 64 * 2000 * 64),
+        "onednn": rate(lambda: [linear(a[i], bt[i], None, "none", [], "") for i in range(20)], 2.0 * 20 * 64 * 2000 * 64)}
+    for v in out["gflops"].values():
+        v["onednn_over_torch_blas"] = v["onednn"] / v["torch_blas"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # as dmrl-train does (DMRL_KEEP_FREED_MEMORY=0 measures without it)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=[*sorted(CASES), "sweep_local", "metaworld_ml1"], action="append",
-                   help="case(s) to run (default: every meta-iteration case; sweep_local and metaworld_ml1, "
+    p.add_argument("--case", choices=[*sorted(CASES), "sweep_local", "metaworld_ml1", "blas"], action="append",
+                   help="case(s) to run (default: every meta-iteration case; sweep_local, blas and metaworld_ml1, "
                         "which needs make install-metaworld, only when named)")
     p.add_argument("--iterations", type=int, default=10, help="timed meta-iterations (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
@@ -730,6 +774,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"sweep_local: 2 x 2 sweep sequential {r['sequential_s']:.1f} s, launcher=local {r['local_s']:.1f} s "
                   f"on {r['cores']} cores -> ratio {r['ratio']:.2f} (target < {r['target_ratio']}); sequential "
                   f"with 1 thread per job {r['sequential_1thread_s']:.1f} s -> {r['ratio_vs_sequential_1thread']:.2f}")
+            sys.stdout.flush()
+            continue
+        if case == "blas":
+            r = bench_blas()
+            print(json.dumps(r) if args.json else
+                  "blas (float32 GFLOP/s, torch's BLAS vs oneDNN): " + "; ".join(
+                      f"{k} {v['torch_blas']:.0f} vs {v['onednn']:.0f} ({v['onednn_over_torch_blas']:.2f}x)"
+                      for k, v in r["gflops"].items())
+                  + f"\n  machine: {r['machine']['cpu_model']} [{' '.join(r['machine']['cpu_isa'])}], torch {r['machine']['torch']} with "
+                    f"{r['machine']['torch_threads']} threads")
             sys.stdout.flush()
             continue
         if case == "metaworld_ml1":

@@ -35,6 +35,14 @@ def test_machine_info_names_the_cpu_and_torch_threads(benchmark):
     assert info["cores"] >= info["cores_usable"] >= 1
 
 
+def test_the_blas_case_measures_both_libraries_on_every_shape(benchmark):
+    r = benchmark.bench_blas(repeats=1)  # (it also checks that both compute the same products)
+    assert set(r["gflops"]) == {"square_1024", "layer_40000x64x64", "curvature_bmm_20x64x2000x64"}
+    for v in r["gflops"].values():
+        assert v["torch_blas"] > 0 and v["onednn"] > 0
+        assert v["onednn_over_torch_blas"] == pytest.approx(v["onednn"] / v["torch_blas"])
+
+
 def test_split_counts_the_outermost_region_only(benchmark):
     split = benchmark.Split(cuda=False)
     inner = split.wrap("inner", lambda: sum(range(1000)))

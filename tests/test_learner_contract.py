@@ -99,3 +99,22 @@ def test_summarize_result_by_hand():
     out = summarize_result(AdaptationResult("episode", curve, "heldout/trial_return", lambda r: r.sum(0)), 2)
     assert out["episodes"] == [1, 2] and out["trial_return_mean"] == out["objective"] == 6.0
     assert out["per_task_trial_returns"] == [3.0, 9.0] and out["baselines"] == {}
+
+
+def test_success_gain_is_paired_over_the_tasks():
+    from dmrl.evaluation import format_table
+
+    curve = np.zeros((3, 4), dtype=np.float32)
+    success = np.array([[0.0, 0.5, 1.0, 0.0], [0.0, 0.5, 1.0, 0.5], [1.0, 0.5, 1.0, 0.5]])  # [K=3, tasks=4]
+    out = summarize_result(AdaptationResult("inner_step", curve, "heldout/x", lambda r: r[-1], success=success), 4)
+    gain = np.array([1.0, 0.0, 0.0, 0.5])  # last minus first, task by task
+    assert out["success_gain"] == pytest.approx(gain.mean())
+    assert out["success_gain_ci95"] == pytest.approx(1.96 * gain.std(ddof=1) / 2)
+    assert out["per_task_success"][3] == [0.0, 0.5, 0.5]
+    # paired: a gain on every task is certain even when the tasks differ widely
+    wide = np.array([[0.0, 0.9], [0.1, 1.0]])
+    out = summarize_result(AdaptationResult("inner_step", curve[:2, :2], "heldout/x", lambda r: r[-1], success=wide), 2)
+    assert out["success_gain"] == pytest.approx(0.1) and out["success_gain_ci95"] == pytest.approx(0.0, abs=1e-9)
+    assert format_table(out).endswith("paired over the tasks: +0.100 +- 0.000")
+    one = summarize_result(AdaptationResult("inner_step", curve[:1], "heldout/x", lambda r: r[-1], success=success[:1]), 4)
+    assert "success_gain" not in one

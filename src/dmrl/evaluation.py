@@ -166,6 +166,10 @@ def summarize_result(result: AdaptationResult, num_tasks: int, classic=None, gro
     if result.success is not None:
         s_mean, s_ci = mean_ci95(result.success.astype(float))
         out["success_mean"], out["success_ci95"] = [float(x) for x in s_mean], [float(x) for x in s_ci]
+        out["per_task_success"] = result.success.astype(float).T.tolist()
+        if result.success.shape[0] > 1:  # adaptation's gain, paired over the same tasks: last point minus first
+            g_mean, g_ci = mean_ci95((result.success[-1] - result.success[0]).astype(float)[None])
+            out["success_gain"], out["success_gain_ci95"] = float(g_mean[0]), float(g_ci[0])
     if groups is not None:
         out["per_group"] = {}
         for name in sorted(set(groups)):
@@ -363,6 +367,12 @@ def plot_trajectories(result: dict, path: Path, env: str | None = None):
 
 
 def format_table(result: dict) -> str:
+    return _format_table(result) + (f"\nsuccess at the last point minus the first, paired over the tasks: "
+                                    f"{result['success_gain']:+.3f} +- {result['success_gain_ci95']:.3f}"
+                                    if "success_gain" in result else "")
+
+
+def _format_table(result: dict) -> str:
     if "trajectory_return_mean" in result:
         lines = [f"{'trajectory':>10}  {'return':>10}  {'ci95':>8}" + ("  success" if "success_mean" in result else "")]
         success = result.get("success_mean")

@@ -727,25 +727,23 @@ def bench_blas(repeats: int = 30) -> dict:
 
     gen = torch.Generator().manual_seed(0)
     out: dict = {"case": "blas", "machine": machine_info("cpu"), "gflops": {}}
+
+    def compare(name: str, blas, onednn, flops: float) -> None:  # the same product from both libraries, timed
+        product = onednn()  # (timed as oneDNN leaves it: its own layout, or one result per task)
+        product = torch.stack(product) if isinstance(product, list) else product.to_dense()
+        torch.testing.assert_close(product, blas(), rtol=1e-4, atol=1e-3)
+        r_blas, r_onednn = rate(blas, flops), rate(onednn, flops)
+        out["gflops"][name] = {"torch_blas": r_blas, "onednn": r_onednn, "onednn_over_torch_blas": r_onednn / r_blas}
+
     for name, (m, k, n) in {"square_1024": (1024, 1024, 1024), "layer_40000x64x64": (40_000, 64, 64)}.items():
         a, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
-        wt = w.t().contiguous()
-        am, wm = a.to_mkldnn(), w.to_mkldnn()
-        flops = 2.0 * m * k * n
-        torch.testing.assert_close(torch._C._nn.mkldnn_linear(am, wm, None).to_dense(), torch.mm(a, wt),
-                                   rtol=1e-4, atol=1e-3)  # the same product from both libraries
-        out["gflops"][name] = {"torch_blas": rate(lambda: torch.mm(a, wt), flops),
-                               "onednn": rate(lambda: torch._C._nn.mkldnn_linear(am, wm, None), flops)}
+        wt, am, wm = w.t().contiguous(), a.to_mkldnn(), w.to_mkldnn()
+        compare(name, lambda: torch.mm(a, wt), lambda: torch._C._nn.mkldnn_linear(am, wm, None), 2.0 * m * k * n)
     a, b = torch.randn(20, 64, 2000, generator=gen), torch.randn(20, 2000, 64, generator=gen)
     bt = b.transpose(1, 2).contiguous()
     linear = torch.ops.mkldnn._linear_pointwise
-    torch.testing.assert_close(torch.stack([linear(a[i], bt[i], None, "none", [], "") for i in range(20)]),
-                               torch.bmm(a, b), rtol=1e-4, atol=1e-3)
-    out["gflops"]["curvature_bmm_20x64x2000x64"] = {
-        "torch_blas": rate(lambda: torch.bmm(a, b), 2.0 * 20 * 64 * 2000 * 64),
-        "onednn": rate(lambda: [linear(a[i], bt[i], None, "none", [], "") for i in range(20)], 2.0 * 20 * 64 * 2000 * 64)}
-    for v in out["gflops"].values():
-        v["onednn_over_torch_blas"] = v["onednn"] / v["torch_blas"]
+    compare("curvature_bmm_20x64x2000x64", lambda: torch.bmm(a, b),
+            lambda: [linear(a[i], bt[i], None, "none", [], "") for i in range(20)], 2.0 * 20 * 64 * 2000 * 64)
     return out
 
 
@@ -810,11 +808,11 @@ def main(argv: list[str] | None = None) -> int:
             line = (f"{case}: {r['sec_per_iteration']:.3f} s/iteration (median of {r['iterations']}; sampling "
                     f"{r['sampling_sec_per_iteration']:.3f} s), {r['env_steps_per_sec']:.0f} env steps/s on "
                     f"{r['device']} with {r['threads']} threads; ")
-            if "target_sec_per_iteration" in r and "budget_sec" not in r:
-                line += f"target {r['target_sec_per_iteration']} s"  # (issue 15, on this project's machines)
-            elif "budget_sec" in r:
+            if "budget_sec" in r:
                 line += (f"{r['preset_iterations']} iterations -> {r['projected_run_sec'] / 60:.1f} min "
                          f"(budget {r['budget_sec'] / 60:.0f} min: {r['target_sec_per_iteration']:.2f} s/iteration)")
+            elif "target_sec_per_iteration" in r:
+                line += f"target {r['target_sec_per_iteration']} s"  # (issue 15, on this project's machines)
             elif "target_env_steps_per_sec" in r:
                 line += f"target {r['target_env_steps_per_sec']:.0f} env steps/s"
             print(line)

@@ -120,6 +120,9 @@ def checkpoint_job(cfg: DictConfig) -> dict:
     from dmrl.learner import MetaTestBudget
 
     parts, state, ckpt = load_learner(cfg)
+    if cfg.exploration_trajectories is not None and not getattr(parts.algo, "EXPLORES", False):
+        raise ConfigError(f"exploration_trajectories: only PEARL's meta-test explores with z from the prior; this "
+                          f"checkpoint's learner is {type(parts.algo).__name__} (leave it null)")
     recorder = None
     messages: list[str] = []
     if cfg.video and not parts.algo.FILMS:
@@ -129,9 +132,6 @@ def checkpoint_job(cfg: DictConfig) -> dict:
         from dmrl.video import Recorder
 
         recorder = Recorder(parts.env, int(cfg.video_tasks))
-    if cfg.exploration_trajectories is not None and not getattr(parts.algo, "EXPLORES", False):
-        raise ConfigError(f"exploration_trajectories: only PEARL's meta-test explores with z from the prior; this "
-                          f"checkpoint's learner is {type(parts.algo).__name__} (leave it null)")
     budget = MetaTestBudget(steps=int(cfg.adapt_steps), episodes=cfg.episodes, later_lr_scale=float(cfg.later_lr_scale),
                             lr_scale=float(cfg.lr_scale), exploration=cfg.exploration_trajectories)
     result = evaluate(parts, num_tasks=int(cfg.num_tasks), seed=int(cfg.seed), budget=budget, recorder=recorder)

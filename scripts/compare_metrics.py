@@ -32,6 +32,8 @@ CASES = {
                    "algo.episodes_per_trial=10", "algo.policy.hidden_size=32"],
     "cheetah_vel": ["env=cheetah_vel", "iterations=2", "algo.meta_batch_size=4", "algo.fast_batch_size=4",
                     "env.horizon=50", "final_eval.num_tasks=4"],
+    "pearl_point_robot": ["experiment=pearl_point_robot", "iterations=3", "algo.num_train_steps=20",
+                          "algo.num_initial_steps=100", "final_eval.num_tasks=20"],
 }
 COMMON = ["logger=jsonl", "device=cpu"]
 PARTS = ("policy", "meta_optimizer", "sampler")  # the algo's own since checkpoint format 3 (dmrl.learner.PARTS)

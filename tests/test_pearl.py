@@ -124,6 +124,24 @@ def test_the_encoder_learns_from_the_critics_loss_and_the_kl_only():
     assert not all(torch.allclose(a, b) for a, b in zip(seen["at_step"], seen0["g"]))
 
 
+# --- collection --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("every, rounds, posteriors", [(2, [2, 2, 1], 2), (1, [1] * 5, 4), (0, [5], 1)])
+def test_a_posterior_collection_starts_from_the_prior_and_infers_again_after_every_round(every, rounds, posteriors):
+    algo = parts_for(f"algo.update_post_train={every}", "algo.num_steps_posterior=100").algo  # 5 episodes of 20
+    idx = np.array([0, 3])
+    algo.collect(idx, 40, posterior=False, encoder_too=True)  # the iteration's prior context
+    sizes, episodes = [], []
+    real_posterior, real_sample = algo.posterior, algo.sampler.sample
+    algo.posterior = lambda tasks: (sizes.append(int(algo.enc_replay.size[idx[0]])), real_posterior(tasks))[1]
+    algo.sampler.sample = lambda tasks, z, **k: (episodes.append(z.shape[1]), real_sample(tasks, z, **k))[1]
+    got = algo.collect(idx, 100, posterior=True, encoder_too=True)
+    assert episodes == rounds and len(sizes) == posteriors and got.env_steps == 2 * 100
+    # each posterior sees the context so far: the prior's 40 steps and the rounds before it
+    firsts = np.cumsum([0, *rounds])[1:-1] if every else [0]
+    assert sizes == [40 + 20 * int(n) for n in firsts][:posteriors]
+    assert int(algo.enc_replay.size[idx[0]]) == 140 and int(algo.replay.size[idx[0]]) == 140
+
+
 # --- buffers and checkpoints ------------------------------------------------------------------------------
 def test_replay_buffer_round_trips_bit_equal_with_positions_and_keeps_sampling_the_same(tmp_path):
     from dmrl.checkpoint import load_checkpoint, save_checkpoint
@@ -212,6 +230,7 @@ def test_dmrl_eval_exploration_trajectories_is_for_a_pearl_checkpoint_only():
     (["algo.num_steps_prior=-1"], "algo.num_steps_prior"),
     (["algo.num_steps_prior=0"], "algo.num_steps_prior"),
     (["algo.kl_lambda=-0.1"], "algo.kl_lambda"),
+    (["algo.update_post_train=-1"], "algo.update_post_train"),
     (["algo.reward_scale=0"], "algo.reward_scale"),
     (["algo.meta_optimizer.tau=0"], "algo.meta_optimizer.tau"),
     (["algo/meta_optimizer=trpo"], "algo=pearl needs algo/meta_optimizer=sac"),

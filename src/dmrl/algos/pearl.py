@@ -9,8 +9,13 @@ the reparameterization trick, and the encoder learns from the critics' loss plus
 
 Data per iteration (Algorithm 1; counts per sampled task): steps with ``z`` from the prior and,
 optionally, from the posterior go to both the task's RL buffer and its encoder buffer (emptied
-first, so the context is recent); "extra" posterior steps go to the RL buffer only. All sampled
-tasks, and all episodes of a task, step together in one batched env. Then ``num_train_steps``
+first, so the context is recent); "extra" posterior steps go to the RL buffer only. A posterior
+collection is the reference code's ``collect_data``: it starts from the prior and re-infers the
+posterior from a new context batch of the task's encoder buffer after every ``update_post_train``
+trajectories (so on a sparse family it explores by posterior sampling and fills the encoder
+buffer with the goal once found); ``update_post_train=0`` infers one posterior before the
+collection and rolls all its episodes out at once. All sampled tasks, and all episodes of a
+round, step together in one batched env. Then ``num_train_steps``
 gradient steps on ``meta_batch`` train tasks with ``batch_size`` RL transitions and
 ``context_batch`` context transitions each.
 
@@ -121,6 +126,36 @@ def transitions(ep: Episodes, task: int, dense: bool = False) -> dict[str, Tenso
             "next_obs": flat(ep.next_obs), "terminated": flat(ep.terminated).float()}
 
 
+class Collected:
+    """One collection's figures over its rounds: env steps, and the mean episode return and success
+    rate over its tasks and episodes (rounds weighted by their episodes; one round's as it is)."""
+
+    def __init__(self) -> None:
+        self.env_steps = 0
+        self._returns: list[tuple[Tensor, int]] = []
+        self._success: list[tuple[Tensor, int]] = []
+
+    def add(self, ep: Episodes, episodes: int) -> None:
+        self.env_steps += ep.env_steps
+        self._returns.append((ep.task_returns.mean(), episodes))
+        if ep.task_success is not None:
+            self._success.append((ep.task_success.mean(), episodes))
+
+    @staticmethod
+    def _mean(parts: list[tuple[Tensor, int]]) -> float:
+        if len(parts) == 1:
+            return parts[0][0].item()
+        return sum(m.item() * n for m, n in parts) / sum(n for _, n in parts)
+
+    @property
+    def task_return(self) -> float:
+        return self._mean(self._returns)
+
+    @property
+    def success(self) -> float | None:
+        return self._mean(self._success) if self._success else None
+
+
 # --- the learner --------------------------------------------------------------------------------------
 class PEARL(DeclaredState):
     FILMS = False
@@ -132,7 +167,7 @@ class PEARL(DeclaredState):
         **{k: int_at_least(1) for k in ("latent_dim", "net_size", "meta_batch", "batch_size", "context_batch",
                                         "num_train_steps", "num_tasks_sample", "num_exp_traj_eval", "replay_size")},
         **{k: int_at_least(0) for k in ("num_initial_steps", "num_steps_prior", "num_steps_posterior",
-                                        "num_extra_rl_steps_posterior")},
+                                        "num_extra_rl_steps_posterior", "update_post_train")},
         "encoder_hidden": list_of(int_at_least(1), "a list of integers >= 1 (hidden layer widths)", min_len=1),
         "context_next_obs": BOOL,
         "dense_rl_reward": BOOL,
@@ -174,6 +209,7 @@ class PEARL(DeclaredState):
         num_steps_prior: int = 400,
         num_steps_posterior: int = 0,
         num_extra_rl_steps_posterior: int = 400,
+        update_post_train: int = 1,
         num_exp_traj_eval: int = 1,
         reward_scale: float = 5.0,
         kl_lambda: float = 0.1,
@@ -196,6 +232,7 @@ class PEARL(DeclaredState):
         self.num_tasks_sample = int(num_tasks_sample)
         self.num_steps_prior, self.num_steps_posterior = int(num_steps_prior), int(num_steps_posterior)
         self.num_extra_rl_steps_posterior = int(num_extra_rl_steps_posterior)
+        self.update_post_train = int(update_post_train)
         self.num_exp_traj_eval = int(num_exp_traj_eval)
         self.reward_scale, self.kl_lambda, self.gamma = float(reward_scale), float(kl_lambda), float(gamma)
         self.dense_rl_reward = bool(dense_rl_reward)
@@ -232,26 +269,29 @@ class PEARL(DeclaredState):
         return self.encoder(ctx)
 
     # --- collection --------------------------------------------------------------------------------
-    def collect(self, idx: np.ndarray, steps: int, posterior: bool, encoder_too: bool) -> Episodes:
-        """``steps`` env steps on each train task of ``idx`` (whole episodes, all tasks and episodes
-        together), ``z`` per episode from the prior or the task's posterior; into the RL buffer and,
-        with ``encoder_too``, the encoder buffer."""
+    def collect(self, idx: np.ndarray, steps: int, posterior: bool, encoder_too: bool) -> Collected:
+        """``steps`` env steps on each train task of ``idx`` (whole episodes, all tasks together), ``z``
+        per episode from the prior or, for a posterior collection, as ``update_post_train`` says
+        (module docstring); into the RL buffer and, with ``encoder_too``, the encoder buffer."""
         H = self.sampler.env.horizon
         episodes = max(1, -(-steps // H))
-        n = len(idx)
-        with torch.no_grad():
-            if posterior:
-                mu, var = self.posterior(idx)
-                z = self.sample_z(mu, var, episodes)
-            else:
-                z = torch.randn(n, episodes, self.latent_dim, generator=self.generator)
-        tasks = self.tasks.at(idx, "train")
-        ep = self.sampler.sample(tasks, z.to(self.sampler.env.device))
-        for j, task in enumerate(idx):
-            self.replay.add(int(task), transitions(ep, j, dense=self.dense_rl_reward))
-            if encoder_too:  # the context always sees the env's own reward
-                self.enc_replay.add(int(task), transitions(ep, j))
-        return ep
+        per_round = self.update_post_train if posterior and self.update_post_train > 0 else episodes
+        out = Collected()
+        for start in range(0, episodes, per_round):
+            b = min(per_round, episodes - start)
+            with torch.no_grad():
+                if posterior and (self.update_post_train == 0 or start > 0):
+                    mu, var = self.posterior(idx)
+                    z = self.sample_z(mu, var, b)
+                else:  # the prior (a posterior collection's first round: the reference's clear_z)
+                    z = torch.randn(len(idx), b, self.latent_dim, generator=self.generator)
+            ep = self.sampler.sample(self.tasks.at(idx, "train"), z.to(self.sampler.env.device))
+            for j, task in enumerate(idx):
+                self.replay.add(int(task), transitions(ep, j, dense=self.dense_rl_reward))
+                if encoder_too:  # the context always sees the env's own reward
+                    self.enc_replay.add(int(task), transitions(ep, j))
+            out.add(ep, b)
+        return out
 
     def collect_iteration(self) -> tuple[dict[str, float], int]:
         metrics, env_steps = {}, 0
@@ -264,19 +304,19 @@ class PEARL(DeclaredState):
                                            replace=False))
         self.enc_replay.clear(idx)
         if self.num_steps_prior > 0:
-            ep = self.collect(idx, self.num_steps_prior, False, True)
-            metrics["meta_train/return_prior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
+            got = self.collect(idx, self.num_steps_prior, False, True)
+            metrics["meta_train/return_prior"], env_steps = got.task_return, env_steps + got.env_steps
             metrics["meta_train/return_pre_adapt"] = metrics["meta_train/return_prior"]  # the contract's names
-            if ep.task_success is not None:  # the env reports success (Meta-World, the sparse point robot)
-                metrics["meta_train/success_pre_adapt"] = ep.task_success.mean().item()
+            if got.success is not None:  # the env reports success (Meta-World, the sparse point robot)
+                metrics["meta_train/success_pre_adapt"] = got.success
         if self.num_steps_posterior > 0:
-            ep = self.collect(idx, self.num_steps_posterior, True, True)
-            metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
+            got = self.collect(idx, self.num_steps_posterior, True, True)
+            metrics["meta_train/return_posterior"], env_steps = got.task_return, env_steps + got.env_steps
         if self.num_extra_rl_steps_posterior > 0:
-            ep = self.collect(idx, self.num_extra_rl_steps_posterior, True, False)
-            metrics["meta_train/return_posterior"], env_steps = ep.task_returns.mean().item(), env_steps + ep.env_steps
-        if (self.num_steps_posterior > 0 or self.num_extra_rl_steps_posterior > 0) and ep.task_success is not None:
-            metrics["meta_train/success_post_adapt"] = ep.task_success.mean().item()
+            got = self.collect(idx, self.num_extra_rl_steps_posterior, True, False)
+            metrics["meta_train/return_posterior"], env_steps = got.task_return, env_steps + got.env_steps
+        if (self.num_steps_posterior > 0 or self.num_extra_rl_steps_posterior > 0) and got.success is not None:
+            metrics["meta_train/success_post_adapt"] = got.success
         if "meta_train/return_posterior" in metrics:
             metrics["meta_train/return_post_adapt"] = metrics["meta_train/return_posterior"]
         return metrics, env_steps

@@ -91,11 +91,12 @@ def test_pearl_beats_maml_on_the_point_robot(tmp_path, cli_env):
     assert pearl["objective"] - pearl["objective_ci95"] > maml["return_mean"][1]
 
 
-@pytest.mark.xfail(strict=False, reason="session 8: PEARL goal-hit rate after 5 exploration trajectories 0.15 "
-                                         "(MAML-TRPO 0.20); session 10, same checkpoint: 0.38 after 20; trained with "
-                                         "1,000 gradient steps per iteration: 0.25 after 5 (latent 1: 0.37); session 11: "
-                                         "five goal-directed trajectories sampled as PEARL explores find the goal on at "
-                                         "most 0.55 of these tasks (scripts/sparse_point_robot_ceiling.py), below 0.8")
+@pytest.mark.xfail(strict=False, reason="session 12, the preset with the reference's collection (posterior inferred "
+                                         "again after every trajectory): goal-hit after 5 exploration trajectories "
+                                         "0.27 / 0.29 / 0.22 (evaluation seeds 7 / 8 / 9), 0.27 after 19 (MAML-TRPO 0.20); "
+                                         "the critic on the sparse reward too: 0.38 / 0.34 / 0.31; session 11: five "
+                                         "goal-directed trajectories sampled as PEARL explores find the goal on at most "
+                                         "0.55 of these tasks (scripts/sparse_point_robot_ceiling.py), below 0.8")
 def test_pearl_hits_the_sparse_goal(tmp_path, cli_env):
     pearl = _train_and_eval("pearl_sparse_point_robot", tmp_path, cli_env, "num_tasks=100", "seed=7")
     assert pearl["success_mean"][pearl["num_exp_traj_eval"]] >= 0.8

@@ -93,7 +93,7 @@ def test_pearl_beats_maml_on_the_point_robot(tmp_path, cli_env):
 
 @pytest.mark.xfail(strict=False, reason="session 12, the preset with the reference's collection (posterior inferred "
                                          "again after every trajectory): goal-hit after 5 exploration trajectories "
-                                         "0.27 / 0.29 / 0.22 (evaluation seeds 7 / 8 / 9), 0.27 after 19 (MAML-TRPO 0.20); "
+                                         "0.27 / 0.29 / 0.22 (evaluation seeds 7 / 8 / 9), 0.27 at trajectory 20 (MAML-TRPO 0.20); "
                                          "the critic on the sparse reward too: 0.38 / 0.34 / 0.31; session 11: five "
                                          "goal-directed trajectories sampled as PEARL explores find the goal on at most "
                                          "0.55 of these tasks (scripts/sparse_point_robot_ceiling.py), below 0.8")

@@ -41,6 +41,12 @@ batched [20 x 64 x 2,000] x [20 x 2,000 x 64] products of MAML's curvature. On a
 not use its widest kernels (it picks them by vendor) oneDNN is the faster library: how much a
 matrix-product-bound case (the curvature, PEARL's update, RL²'s GRU) leaves on the table.
 
+``--matmul-fp32-precision bf16`` sets ``torch.backends.mkldnn.matmul.fp32_precision`` for the whole
+run: torch then sends float32 matrix products (``bmm`` included) to oneDNN, which may compute them
+in bfloat16 where the CPU has native bfloat16 products (AMX) and otherwise keeps float32 math; the
+setting is in the printed machine info. A measurement of what oneDNN would give the cases, not a
+dmrl setting.
+
 ``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
 (``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by
 ``dmrl-train -m`` twice in one go: sequentially (Hydra's basic launcher, each job using every
@@ -181,6 +187,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "torch": torch.__version__,
         "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
+        "matmul_fp32_precision": torch.backends.mkldnn.matmul.fp32_precision,
         "python": platform.python_version(),
         "device": str(device),
         "load_average_1min": os.getloadavg()[0],
@@ -763,8 +770,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="one more iteration counting host-device synchronizations (CPU: scalar reads)")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="stop the timed iterations after S seconds (at least one is timed)")
+    p.add_argument("--matmul-fp32-precision", choices=["none", "ieee", "tf32", "bf16"], default=None,
+                   help="torch.backends.mkldnn.matmul.fp32_precision for the run (bf16: float32 products through "
+                        "oneDNN; see the docstring)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
+    if args.matmul_fp32_precision is not None:
+        torch.backends.mkldnn.matmul.fp32_precision = args.matmul_fp32_precision
     for case in args.case or sorted(CASES):
         if case == "sweep_local":
             r = bench_sweep_local()
@@ -819,7 +831,9 @@ def main(argv: list[str] | None = None) -> int:
             mach = r["machine"]
             print(f"  machine: {mach['cpu_model']} [{' '.join(mach['cpu_isa']) or 'no avx2'}], {mach['cores']} cores "
                   f"({mach['cores_usable']} usable), torch {mach['torch']} with {mach['torch_threads']} threads"
-                  + (f", {mach['gpu']} (CUDA {mach['cuda']})" if "gpu" in mach else ""))
+                  + (f", {mach['gpu']} (CUDA {mach['cuda']})" if "gpu" in mach else "")
+                  + (f", matmul fp32 precision {mach['matmul_fp32_precision']}"
+                     if mach["matmul_fp32_precision"] != "none" else ""))
             print(f"  per iteration: {r['minor_page_faults_per_iteration']:.0f} minor page faults, "
                   f"{r['user_cpu_sec_per_iteration']:.3f} s user + {r['system_cpu_sec_per_iteration']:.3f} s system CPU")
             if "split_sec_per_iteration" in r:

@@ -187,7 +187,8 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "torch": torch.__version__,
         "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
-        "matmul_fp32_precision": torch.backends.mkldnn.matmul.fp32_precision,
+        # (torch >= 2.9; an older torch, e.g. a GPU machine's image, has no such switch)
+        "matmul_fp32_precision": getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none"),
         "python": platform.python_version(),
         "device": str(device),
         "load_average_1min": os.getloadavg()[0],
@@ -833,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({mach['cores_usable']} usable), torch {mach['torch']} with {mach['torch_threads']} threads"
                   + (f", {mach['gpu']} (CUDA {mach['cuda']})" if "gpu" in mach else "")
                   + (f", matmul fp32 precision {mach['matmul_fp32_precision']}"
-                     if mach["matmul_fp32_precision"] != "none" else ""))
+                     if mach.get("matmul_fp32_precision", "none") != "none" else ""))
             print(f"  per iteration: {r['minor_page_faults_per_iteration']:.0f} minor page faults, "
                   f"{r['user_cpu_sec_per_iteration']:.3f} s user + {r['system_cpu_sec_per_iteration']:.3f} s system CPU")
             if "split_sec_per_iteration" in r:

@@ -276,7 +276,7 @@ class PEARL(DeclaredState):
         H = self.sampler.env.horizon
         episodes = max(1, -(-steps // H))
         per_round = self.update_post_train if posterior and self.update_post_train > 0 else episodes
-        out = Collected()
+        tasks, out = self.tasks.at(idx, "train"), Collected()
         for start in range(0, episodes, per_round):
             b = min(per_round, episodes - start)
             with torch.no_grad():
@@ -285,7 +285,7 @@ class PEARL(DeclaredState):
                     z = self.sample_z(mu, var, b)
                 else:  # the prior (a posterior collection's first round: the reference's clear_z)
                     z = torch.randn(len(idx), b, self.latent_dim, generator=self.generator)
-            ep = self.sampler.sample(self.tasks.at(idx, "train"), z.to(self.sampler.env.device))
+            ep = self.sampler.sample(tasks, z.to(self.sampler.env.device))
             for j, task in enumerate(idx):
                 self.replay.add(int(task), transitions(ep, j, dense=self.dense_rl_reward))
                 if encoder_too:  # the context always sees the env's own reward

@@ -34,6 +34,9 @@ CASES = {
                     "env.horizon=50", "final_eval.num_tasks=4"],
     "pearl_point_robot": ["experiment=pearl_point_robot", "iterations=3", "algo.num_train_steps=20",
                           "algo.num_initial_steps=100", "final_eval.num_tasks=20"],
+    # the reference's collection: posterior steps in rounds, one posterior per trajectory (update_post_train=1)
+    "pearl_sparse_point_robot": ["experiment=pearl_sparse_point_robot", "iterations=2", "algo.num_train_steps=20",
+                                 "final_eval.num_tasks=20"],
 }
 COMMON = ["logger=jsonl", "device=cpu"]
 PARTS = ("policy", "meta_optimizer", "sampler")  # the algo's own since checkpoint format 3 (dmrl.learner.PARTS)

@@ -143,9 +143,10 @@ class Collected:
 
     @staticmethod
     def _mean(parts: list[tuple[Tensor, int]]) -> float:
+        means = torch.stack([m for m, _ in parts]).tolist()  # one read from the device, not one per round
         if len(parts) == 1:
-            return parts[0][0].item()
-        return sum(m.item() * n for m, n in parts) / sum(n for _, n in parts)
+            return means[0]
+        return sum(m * n for m, (_, n) in zip(means, parts)) / sum(n for _, n in parts)
 
     @property
     def task_return(self) -> float:

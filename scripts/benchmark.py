@@ -66,7 +66,11 @@ region ends with ``torch.cuda.synchronize()`` (``--no-split`` leaves the learner
 ``--count-syncs`` runs one more iteration that counts host-device synchronizations (CUDA:
 ``torch.cuda.set_sync_debug_mode("warn")`` warnings with their source lines, and the CUDA runtime
 calls torch.profiler sees; CPU: the scalar reads, ``aten::_local_scalar_dense``, that would
-synchronize on a GPU). ``--time-budget S`` stops the timed iterations once S seconds have passed.
+synchronize on a GPU). ``--count-flops`` runs one more iteration that counts the floating-point
+operations of its matrix products (``2 m n k`` for each mm, bmm, addmm, baddbmm, mv) by region of the
+split, and divides them by the region's median time: the rate a case reaches against what the
+machine's BLAS can do (``--case blas``), so "how fast could this be here" has a number.
+``--time-budget S`` stops the timed iterations once S seconds have passed.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dmrl.allocator import keep_freed_memory
 from dmrl.build import build
@@ -213,6 +218,7 @@ class Split:
 
     def __init__(self, cuda: bool) -> None:
         self.cuda, self.enabled, self.depth = cuda, True, 0
+        self.region: str | None = None  # the outermost region running now (count_flops attributes to it)
         self.sec: dict[str, float] = defaultdict(float)
 
     def wrap(self, name: str, fn):
@@ -223,6 +229,7 @@ class Split:
             outer = self.depth == 0
             self.depth += 1
             if outer:
+                self.region = name
                 if self.cuda:
                     torch.cuda.synchronize()
                 t = time.perf_counter()
@@ -231,6 +238,7 @@ class Split:
             finally:
                 self.depth -= 1
                 if outer:
+                    self.region = None
                     if self.cuda:
                         torch.cuda.synchronize()
                     self.sec[name] += time.perf_counter() - t
@@ -342,6 +350,37 @@ def count_syncs(algo, device: torch.device, split: Split | None = None) -> dict:
     return out
 
 
+class _MatmulFlops(TorchDispatchMode):
+    """Counts the floating-point operations of matrix products (``2 m n k`` each: mm, bmm, addmm,
+    baddbmm, mv; their share of a meta-iteration's arithmetic) by the split region running them."""
+
+    PRODUCTS = {torch.ops.aten.mm: 0, torch.ops.aten.bmm: 0, torch.ops.aten.mv: 0,
+                torch.ops.aten.addmm: 1, torch.ops.aten.baddbmm: 1}  # -> index of the left operand
+
+    def __init__(self, split: Split) -> None:
+        super().__init__()
+        self.split, self.flops = split, defaultdict(int)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        i = self.PRODUCTS.get(func.overloadpacket)
+        if i is not None:
+            a, b = args[i], args[i + 1]
+            self.flops[self.split.region or "other"] += 2 * a.numel() * (b.shape[-1] if b.dim() > 1 else 1)
+        return func(*args, **(kwargs or {}))
+
+
+def count_flops(algo, split: Split, seconds: dict[str, float]) -> dict:
+    """Matrix-product GFLOP of one more meta-iteration by region, and the rate each region's
+    median time (``seconds``) gives them: how far from the machine's BLAS rate (``--case blas``)."""
+    with _MatmulFlops(split) as mode:
+        algo.meta_step()
+    gflop = {k: v / 1e9 for k, v in sorted(mode.flops.items())}
+    total_sec = sum(seconds.values())
+    return {"gflop": gflop, "gflop_total": sum(gflop.values()),
+            "gflop_per_sec": {k: v / seconds[k] for k, v in gflop.items() if seconds.get(k, 0.0) > 0},
+            "gflop_per_sec_iteration": sum(gflop.values()) / total_sec if total_sec > 0 else None}
+
+
 def physics_limit(seconds: float = 3.0) -> dict:
     """Single-thread ``mj_step`` on gymnasium's HalfCheetah model, as env steps/s (frame skip 5)."""
     import mujoco
@@ -413,7 +452,8 @@ def sampler_alone(parts, repeats: int = 3) -> float:
 
 
 def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[str] = (), *,
-          split_times: bool = True, syncs: bool = False, time_budget: float | None = None) -> dict:
+          split_times: bool = True, syncs: bool = False, flops: bool = False,
+          time_budget: float | None = None) -> dict:
     spec = CASES[case]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[*spec["overrides"], f"device={device}", *overrides])
@@ -450,6 +490,9 @@ def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[
     extra.update({f"{k}_per_iteration": statistics.median(u[j] for u in usage) for j, k in enumerate(RUSAGE_KEYS)})
     if syncs:
         extra["syncs_per_iteration"] = count_syncs(algo, parts.device, split)
+    if flops:
+        extra["matmul_flops_per_iteration"] = count_flops(
+            algo, split, extra.get("split_sec_per_iteration") or {"other": sec})
     if spec.get("extra") == "pearl":
         extra.update(pearl_update_limit(algo, iterations=max(5, iterations)))
         extra["collection_env_steps_per_sec"] = pearl_collection(algo)
@@ -769,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time sampling only, leave the learner's other methods unwrapped")
     p.add_argument("--count-syncs", action="store_true",
                    help="one more iteration counting host-device synchronizations (CPU: scalar reads)")
+    p.add_argument("--count-flops", action="store_true",
+                   help="one more iteration counting matrix-product FLOPs per region, with the rate the timed split "
+                        "gives them")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="stop the timed iterations after S seconds (at least one is timed)")
     p.add_argument("--matmul-fp32-precision", choices=["none", "ieee", "tf32", "bf16"], default=None,
@@ -813,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             continue
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides, split_times=args.split,
-                  syncs=args.count_syncs, time_budget=args.time_budget)
+                  syncs=args.count_syncs, flops=args.count_flops, time_budget=args.time_budget)
         r["overrides"] = args.overrides
         if args.json:
             print(json.dumps(r))
@@ -841,6 +887,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("  split: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["split_sec_per_iteration"].items()))
             if "syncs_per_iteration" in r:
                 print(f"  syncs in one iteration: {json.dumps(r['syncs_per_iteration'])}")
+            if "matmul_flops_per_iteration" in r:
+                f = r["matmul_flops_per_iteration"]
+                print(f"  matrix products: {f['gflop_total']:.2f} GFLOP per iteration; by region (GFLOP, GFLOP/s over "
+                      "the region's time): " + ", ".join(
+                          f"{k} {v:.2f}" + (f" ({f['gflop_per_sec'][k]:.0f})" if k in f["gflop_per_sec"] else "")
+                          for k, v in f["gflop"].items())
+                      + (f"; whole iteration {f['gflop_per_sec_iteration']:.0f} GFLOP/s"
+                         if f["gflop_per_sec_iteration"] else ""))
             if "grad_steps_per_sec" in r:
                 print(f"  PEARL update {r['grad_steps_per_sec']:.1f} gradient steps/s, the same in plain PyTorch "
                       f"{r['plain_pytorch_grad_steps_per_sec']:.1f} (plain / dmrl {r['plain_over_dmrl']:.2f}; target "

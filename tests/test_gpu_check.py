@@ -67,6 +67,32 @@ def test_instrumented_maml_step_splits_its_time(benchmark):
     assert split.enabled
 
 
+def test_flop_counter_counts_2mnk_per_product_in_the_outermost_region(benchmark):
+    split = benchmark.Split(cuda=False)
+    a, b, x = torch.randn(3, 4, 5), torch.randn(3, 5, 6), torch.randn(7, 5)
+    inner = split.wrap("inner", lambda: torch.bmm(a, b))  # 2 * 3 * 4 * 5 * 6 = 720
+    outer = split.wrap("outer", lambda: inner().sum() + torch.addmm(torch.zeros(7, 2), x, torch.randn(5, 2)).sum())
+    with benchmark._MatmulFlops(split) as mode:
+        inner()
+        outer()  # 720 + 2 * 7 * 5 * 2 = 860, all outer's
+        x @ torch.randn(5)  # mv outside any region: 2 * 7 * 5
+        torch.tanh(x)  # not a product
+    assert dict(mode.flops) == {"inner": 720, "outer": 860, "other": 70}
+
+
+def test_counted_flops_of_a_maml_step_split_by_region(benchmark):
+    algo = make_maml(meta_batch=2, episodes=3, horizon=5, hidden=(4,))
+    split = benchmark.Split(cuda=False)
+    benchmark.instrument(algo, split)
+    algo.meta_step()
+    seconds = dict(split.sec)
+    f = benchmark.count_flops(algo, split, seconds)
+    assert {"sampling", "curvature_products", "line_search"} <= set(f["gflop"]), f
+    assert f["gflop_total"] == pytest.approx(sum(f["gflop"].values())) and f["gflop_total"] > 0
+    for k, rate in f["gflop_per_sec"].items():
+        assert rate == pytest.approx(f["gflop"][k] / seconds[k])
+
+
 @pytest.mark.parametrize("script", ["gpu_check.sh", "gpu_wheels.sh"])
 def test_scripts_parse(script):
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], check=True)

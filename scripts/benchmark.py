@@ -44,8 +44,10 @@ matrix-product-bound case (the curvature, PEARL's update, RL²'s GRU) leaves on 
 ``--matmul-fp32-precision bf16`` sets ``torch.backends.mkldnn.matmul.fp32_precision`` for the whole
 run: torch then sends float32 matrix products (``bmm`` included) to oneDNN, which may compute them
 in bfloat16 where the CPU has native bfloat16 products (AMX) and otherwise keeps float32 math; the
-setting is in the printed machine info. A measurement of what oneDNN would give the cases, not a
-dmrl setting.
+setting is in the printed machine info. A raw measurement (it overrides the config); dmrl's own
+setting is the training key ``matmul=onednn`` (dmrl.matmul: it checks first that oneDNN keeps float32
+accuracy on the CPU), given here as an override: ``python scripts/benchmark.py --case
+maml_point_nav matmul=onednn``.
 
 ``sweep_local`` (only when named): wall clock of a 2 x 2 sweep of short point_nav runs
 (``algo.inner_lr=0.05,0.1 seed=0,1``, 8 meta-iterations each, otherwise ``maml_point_nav``) run by
@@ -453,11 +455,13 @@ def sampler_alone(parts, repeats: int = 3) -> float:
 
 def bench(case: str, iterations: int, warmup: int, device: str, overrides: list[str] = (), *,
           split_times: bool = True, syncs: bool = False, flops: bool = False,
-          time_budget: float | None = None) -> dict:
+          time_budget: float | None = None, matmul_precision: str | None = None) -> dict:
     spec = CASES[case]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[*spec["overrides"], f"device={device}", *overrides])
-    parts = build(cfg)
+    parts = build(cfg)  # (sets the products' library as the config's matmul says)
+    if matmul_precision is not None:  # --matmul-fp32-precision: the raw switch, over the config's choice
+        torch.backends.mkldnn.matmul.fp32_precision = matmul_precision
     algo = parts.algo
     cuda = parts.device.type == "cuda"
     split = Split(cuda)
@@ -859,7 +863,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             continue
         r = bench(case, args.iterations, args.warmup, args.device, args.overrides, split_times=args.split,
-                  syncs=args.count_syncs, flops=args.count_flops, time_budget=args.time_budget)
+                  syncs=args.count_syncs, flops=args.count_flops, time_budget=args.time_budget,
+                  matmul_precision=args.matmul_fp32_precision)
         r["overrides"] = args.overrides
         if args.json:
             print(json.dumps(r))

@@ -106,6 +106,7 @@ BAD_TRAIN = [
     (["algo.inner_lr=-1"], "algo.inner_lr"),
     (["env.horizon=0"], "env.horizon"),
     (["iterations=abc"], "iterations"),
+    (["matmul=fast"], "matmul"),
     (["algo.first_order=maybe"], "algo.first_order"),
     (["algo.meta_optimizer.max_kl=0"], "algo.meta_optimizer.max_kl"),
     (["algo.meta_optimizer.ls_backtrack_ratio=1.5"], "algo.meta_optimizer.ls_backtrack_ratio"),

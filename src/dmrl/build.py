@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmrl.config import TRAIN_RULES, validate
 from dmrl.errors import ConfigError, DmrlError
 from dmrl.learner import PARTS
+from dmrl.matmul import use as use_matmul
 from dmrl.stored import check_targets
 from dmrl.tasks.distributions import task_rng
 
@@ -131,6 +132,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     (``algo.policy``, ``algo.meta_optimizer``, ``algo.sampler``: dmrl.learner.PARTS), and the algorithm."""
     validate(cfg, TRAIN_RULES)  # its _target_s first, before anything a config names is imported
     dev = resolve_device(device or cfg.device)
+    use_matmul(cfg.get("matmul") or "blas")  # (a checkpoint from before the key: torch's BLAS, as it ran)
     seed = int(cfg.seed)
     seed_everything(seed)
     with constructor_errors():

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dmrl.errors import ConfigError
+from dmrl.matmul import CHOICES as MATMUL_CHOICES
 from dmrl.keys import (BOOL, POSITIVE, SEED, Rule, check_cross, check_keys, check_unknown, declared_keys, int_at_least,
                        is_int, one_of)
 
@@ -62,6 +63,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "iterations": int_at_least(1),
     "overwrite": BOOL,
     "device": DEVICE,
+    "matmul": one_of(MATMUL_CHOICES),
     "resume": OPTIONAL_PATH,
     "checkpoint.every": int_at_least(1),
     "checkpoint.keep": int_at_least(1),

@@ -31,10 +31,13 @@ def _finite_or_none(x: Any) -> Any:
 
 
 def provenance(device: object = None) -> dict[str, Any]:
-    """What produced a run: dmrl's version and git commit, the libraries' versions, the device used."""
+    """What produced a run: dmrl's version and git commit, the libraries' versions, the device used
+    and the library that computed its float32 CPU matrix products (``matmul``)."""
     import platform
     import subprocess
     from importlib import metadata
+
+    from dmrl.matmul import current as current_matmul
 
     def version(name: str) -> str | None:
         try:
@@ -51,7 +54,7 @@ def provenance(device: object = None) -> dict[str, Any]:
         pass
     return {"versions": {"dmrl": version("dmrl"), "git_commit": commit, "python": platform.python_version(),
                          **{n: version(n) for n in ("torch", "gymnasium", "mujoco", "hydra-core", "numpy")}},
-            "device": None if device is None else str(device)}
+            "device": None if device is None else str(device), "matmul": current_matmul()}
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:

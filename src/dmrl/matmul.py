@@ -1,0 +1,70 @@
+"""Which library computes float32 matrix products on the CPU: torch's BLAS or oneDNN (``matmul=``).
+
+torch sends float32 products to its BLAS (MKL in the pip wheels). MKL picks its kernels by CPU
+vendor: on an AMD CPU with AVX-512 it runs its AVX2 kernels, while oneDNN, which picks by
+instruction set, runs about twice as fast on large products there (``scripts/benchmark.py --case
+blas`` measures both on the machine at hand). torch's one switch that routes float32 products
+(``mm``, ``bmm``, ``addmm``, ``linear``) to oneDNN is ``torch.backends.mkldnn.matmul.fp32_precision
+= "bf16"``, which also *allows* oneDNN to compute them in bfloat16 where the CPU multiplies
+bfloat16 natively (AMX). ``matmul=onednn`` therefore sets it only after a probe product has
+float32 accuracy on this CPU, and refuses in one line otherwise, before any work.
+
+The choice is part of what a run computes (the products' round-off differs between the libraries),
+so it is a training key stored with the checkpoint: a resume and ``dmrl-eval`` use the run's own.
+It applies to the process that builds the learner (``dmrl.build.build``); Ray's sampler workers
+keep torch's BLAS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dmrl.errors import ConfigError
+
+CHOICES = ("blas", "onednn")
+# float32 round-off of a 256-term dot product is ~1e-7 relative; bfloat16 inputs give ~4e-3
+MAX_RELATIVE_ERROR = 1e-5
+_SWITCH_ON, _SWITCH_OFF = "bf16", "none"
+
+
+def _switch():
+    """torch's oneDNN float32 matmul switch (``None`` where this torch has none)."""
+    matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    return matmul if matmul is not None and hasattr(matmul, "fp32_precision") else None
+
+
+def probe_error() -> float:
+    """Largest error, relative to the largest entry, of a float32 product against float64 (with the
+    switch as it is now)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 256, generator=g), torch.randn(256, 64, generator=g)
+    ref = a.double() @ b.double()
+    out = torch.nn.functional.linear(a, b.t())  # the layers' product (addmm/mm)
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
+def use(choice: str) -> None:
+    """Route this process's float32 CPU products as ``choice`` says (``CHOICES``)."""
+    switch = _switch()
+    if choice == "blas":
+        if switch is not None:
+            switch.fp32_precision = _SWITCH_OFF
+        return
+    if choice != "onednn":
+        raise ConfigError(f"matmul must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if switch is None:
+        raise ConfigError(f"matmul=onednn: torch {torch.__version__} has no oneDNN float32 matmul switch "
+                          "(torch.backends.mkldnn.matmul.fp32_precision); use matmul=blas")
+    switch.fp32_precision = _SWITCH_ON
+    err = probe_error()
+    if not err <= MAX_RELATIVE_ERROR:
+        switch.fp32_precision = _SWITCH_OFF
+        raise ConfigError(f"matmul=onednn: oneDNN computes float32 products in lower precision on this CPU (relative "
+                          f"error {err:.1e} against float64, float32 allows {MAX_RELATIVE_ERROR:.0e}: bfloat16); use "
+                          "matmul=blas")
+
+
+def current() -> str:
+    """``onednn`` where the switch routes float32 products to oneDNN now, else ``blas``."""
+    switch = _switch()
+    return "onednn" if switch is not None and switch.fp32_precision == _SWITCH_ON else "blas"

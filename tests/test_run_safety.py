@@ -462,6 +462,7 @@ def test_committed_version_1_checkpoints_evaluate_and_resume(tmp_path, cli_env, 
     assert state["iteration"] == 2 and state["version"] == VERSION and "checksum" in state
     config = OmegaConf.create(state["config"])  # written in today's layout (dmrl.stored.MIGRATIONS)
     assert config.algo.sampler.name == "local" and "policy" in config.algo and "policy" not in config
+    assert config.matmul == "blas"  # what it ran with, before the key existed
 
 
 def test_a_long_meta_test_reports_progress(monkeypatch, capsys):

@@ -132,7 +132,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Parts:
     (``algo.policy``, ``algo.meta_optimizer``, ``algo.sampler``: dmrl.learner.PARTS), and the algorithm."""
     validate(cfg, TRAIN_RULES)  # its _target_s first, before anything a config names is imported
     dev = resolve_device(device or cfg.device)
-    use_matmul(cfg.get("matmul") or "blas")  # (a checkpoint from before the key: torch's BLAS, as it ran)
+    use_matmul(cfg.get("matmul") or "blas")  # (a config from before the key: torch's BLAS, as it ran)
     seed = int(cfg.seed)
     seed_everything(seed)
     with constructor_errors():

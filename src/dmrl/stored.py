@@ -139,6 +139,9 @@ MIGRATIONS = (
      "held them at the top level",
      lambda c: isinstance(c.get("algo"), DictConfig) and any(key in c for key in PARTS),
      _move_parts_under_algo),
+    ("matmul (added with matmul=onednn): older runs' float32 products were torch's BLAS",
+     lambda c: c.get("matmul") is None,
+     lambda c: OmegaConf.update(c, "matmul", "blas", force_add=True)),
 )
 
 

@@ -95,7 +95,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
-from torch.utils._python_dispatch import TorchDispatchMode
+try:  # (--count-flops; a GPU image's older torch may lack it, and the rest of the script must still run)
+    from torch.utils._python_dispatch import TorchDispatchMode
+except ImportError:  # pragma: no cover
+    TorchDispatchMode = object
 
 from dmrl.allocator import keep_freed_memory
 from dmrl.build import build

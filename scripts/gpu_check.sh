@@ -165,8 +165,8 @@ else
   pytest_step pytest_cuda 120 -m cuda --continue-on-collection-errors tests/
   IT=10; WU=3; TB=20; SMALL=
 fi
-bench_step bench_maml_point_nav_default 75 "$DEVICE" $IT $WU $TB maml_point_nav_default --count-syncs
-bench_step bench_maml_point_nav 75 "$DEVICE" $IT $WU $TB maml_point_nav --count-syncs
+bench_step bench_maml_point_nav_default 75 "$DEVICE" $IT $WU $TB maml_point_nav_default --count-syncs --count-flops
+bench_step bench_maml_point_nav 75 "$DEVICE" $IT $WU $TB maml_point_nav --count-syncs --count-flops
 bench_step bench_rl2_bandit 60 "$DEVICE" $IT $WU $TB rl2_bandit --count-syncs
 bench_step bench_rl2_tabular_mdp 90 "$DEVICE" $IT $WU $TB rl2_tabular_mdp --count-syncs
 if [ "$DRY" = 1 ]; then
@@ -218,7 +218,7 @@ for row in rows:
                     "env_steps_per_sec", "sampling_sec_per_iteration", "split_sec_per_iteration",
                     "minor_page_faults_per_iteration", "system_cpu_sec_per_iteration", "user_cpu_sec_per_iteration",
                     "threads", "target_sec_per_iteration", "target_env_steps_per_sec",
-                    "projected_run_sec")
+                    "projected_run_sec", "matmul_flops_per_iteration")
             result["cases"][key] = {k: r[k] for k in keep if k in r}
             result.setdefault("machine", r.get("machine"))
             if "syncs_per_iteration" in r:

@@ -20,7 +20,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dmrl.errors import ConfigError
-from dmrl.matmul import CHOICES as MATMUL_CHOICES
 from dmrl.keys import (BOOL, POSITIVE, SEED, Rule, check_cross, check_keys, check_unknown, declared_keys, int_at_least,
                        is_int, one_of)
 
@@ -50,6 +49,7 @@ DEVICE = Rule(
     lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "auto") or (v.startswith("cuda:") and v[5:].isdigit())),
     "one of cpu, cuda, cuda:N, auto",
 )
+MATMUL_CHOICES = ("blas", "onednn")  # which library computes float32 CPU products (dmrl.matmul)
 OPTIONAL_PATH = Rule(lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path")
 
 # The options of dmrl-eval's policy group (conf/policy/) that it scores without a checkpoint

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import torch
 
+from dmrl.config import MATMUL_CHOICES as CHOICES
 from dmrl.errors import ConfigError
 
-CHOICES = ("blas", "onednn")
-# float32 round-off of a 256-term dot product is ~1e-7 relative; bfloat16 inputs give ~4e-3
+# float32 round-off of the probe's 512-term dot products is ~5e-7-1e-6 relative; bfloat16 inputs give ~4e-3
 MAX_RELATIVE_ERROR = 1e-5
 _SWITCH_ON, _SWITCH_OFF = "bf16", "none"
 
@@ -34,13 +34,16 @@ def _switch():
 
 
 def probe_error() -> float:
-    """Largest error, relative to the largest entry, of a float32 product against float64 (with the
-    switch as it is now)."""
+    """Largest error, relative to the largest entry, of float32 products against float64 (with the
+    switch as it is now): a layer's (``linear``: addmm) and a batched one (``bmm``: MAML's curvature)."""
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(64, 256, generator=g), torch.randn(256, 64, generator=g)
-    ref = a.double() @ b.double()
-    out = torch.nn.functional.linear(a, b.t())  # the layers' product (addmm/mm)
-    return float((out.double() - ref).abs().max() / ref.abs().max())
+    a, b = torch.randn(256, 512, generator=g), torch.randn(512, 256, generator=g)
+    x, y = torch.randn(4, 128, 512, generator=g), torch.randn(4, 512, 128, generator=g)
+    worst = 0.0
+    for out, ref in ((torch.nn.functional.linear(a, b.t()), a.double() @ b.double()),
+                     (torch.bmm(x, y), torch.bmm(x.double(), y.double()))):
+        worst = max(worst, float((out.double() - ref).abs().max() / ref.abs().max()))
+    return worst
 
 
 def use(choice: str) -> None:

@@ -41,10 +41,11 @@ batched [20 x 64 x 2,000] x [20 x 2,000 x 64] products of MAML's curvature. On a
 not use its widest kernels (it picks them by vendor) oneDNN is the faster library: how much a
 matrix-product-bound case (the curvature, PEARL's update, RL²'s GRU) leaves on the table.
 
-``--matmul-fp32-precision bf16`` sets ``torch.backends.mkldnn.matmul.fp32_precision`` for the whole
-run: torch then sends float32 matrix products (``bmm`` included) to oneDNN, which may compute them
-in bfloat16 where the CPU has native bfloat16 products (AMX) and otherwise keeps float32 math; the
-setting is in the printed machine info. A raw measurement (it overrides the config); dmrl's own
+``--matmul-fp32-precision bf16`` sets ``torch.backends.mkldnn.matmul.fp32_precision`` for each
+learner's case once it is built (``--case blas`` always times torch's BLAS against oneDNN): torch
+then sends float32 matrix products (``bmm`` included) to oneDNN, which may compute them in bfloat16
+where the CPU has native bfloat16 products (AMX) and otherwise keeps float32 math; the setting is in
+the printed machine info. A raw measurement (it overrides the config); dmrl's own
 setting is the training key ``matmul=onednn`` (dmrl.matmul: it checks first that oneDNN keeps float32
 accuracy on the CPU), given here as an override: ``python scripts/benchmark.py --case
 maml_point_nav matmul=onednn``.
@@ -103,6 +104,7 @@ except ImportError:  # pragma: no cover
 from dmrl.allocator import keep_freed_memory
 from dmrl.build import build
 from dmrl.config import CONF_DIR
+from dmrl.matmul import use as use_matmul
 
 POINT_NAV_REFERENCE = ["env=point_nav", "algo=maml", "algo/meta_optimizer=trpo", "algo.meta_batch_size=20",
                        "algo.fast_batch_size=20", "env.horizon=100", "algo.inner_steps=1",
@@ -772,6 +774,7 @@ def bench_sweep_local() -> dict:
 
 def bench_blas(repeats: int = 30) -> dict:
     """GFLOP/s of torch's float32 products (its BLAS) and of oneDNN's on the same shapes (``blas``)."""
+    use_matmul("blas")  # torch's products through its BLAS, whatever an earlier case's matmul= left set
     def rate(fn, flops: float) -> float:
         for _ in range(3):
             fn()
@@ -825,12 +828,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="stop the timed iterations after S seconds (at least one is timed)")
     p.add_argument("--matmul-fp32-precision", choices=["none", "ieee", "tf32", "bf16"], default=None,
-                   help="torch.backends.mkldnn.matmul.fp32_precision for the run (bf16: float32 products through "
-                        "oneDNN; see the docstring)")
+                   help="torch.backends.mkldnn.matmul.fp32_precision for the learners' cases, set after each is "
+                        "built (bf16: float32 products through oneDNN; see the docstring)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. algo.first_order=true (not the reference)")
     args = p.parse_args(argv)
-    if args.matmul_fp32_precision is not None:
-        torch.backends.mkldnn.matmul.fp32_precision = args.matmul_fp32_precision
     for case in args.case or sorted(CASES):
         if case == "sweep_local":
             r = bench_sweep_local()

@@ -104,6 +104,7 @@ except ImportError:  # pragma: no cover
 from dmrl.allocator import keep_freed_memory
 from dmrl.build import build
 from dmrl.config import CONF_DIR
+from dmrl.matmul import torch_switch
 from dmrl.matmul import use as use_matmul
 
 POINT_NAV_REFERENCE = ["env=point_nav", "algo=maml", "algo/meta_optimizer=trpo", "algo.meta_batch_size=20",
@@ -200,7 +201,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch": torch.__version__,
         "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
         # (torch >= 2.9; an older torch, e.g. a GPU machine's image, has no such switch)
-        "matmul_fp32_precision": getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none"),
+        "matmul_fp32_precision": getattr(torch_switch(), "fp32_precision", "none"),
         "python": platform.python_version(),
         "device": str(device),
         "load_average_1min": os.getloadavg()[0],

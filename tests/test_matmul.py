@@ -11,7 +11,7 @@ from test_cli import SMOKE, metrics, run, without_time
 from dmrl import matmul
 from dmrl.errors import ConfigError
 
-needs_switch = pytest.mark.skipif(matmul._switch() is None, reason="this torch has no oneDNN float32 matmul switch")
+needs_switch = pytest.mark.skipif(matmul.torch_switch() is None, reason="this torch has no oneDNN float32 matmul switch")
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ MAX_RELATIVE_ERROR = 1e-5
 _SWITCH_ON, _SWITCH_OFF = "bf16", "none"
 
 
-def _switch():
+def torch_switch():
     """torch's oneDNN float32 matmul switch (``None`` where this torch has none)."""
     matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
     return matmul if matmul is not None and hasattr(matmul, "fp32_precision") else None
@@ -48,7 +48,7 @@ def probe_error() -> float:
 
 def use(choice: str) -> None:
     """Route this process's float32 CPU products as ``choice`` says (``CHOICES``)."""
-    switch = _switch()
+    switch = torch_switch()
     if choice == "blas":
         if switch is not None:
             switch.fp32_precision = _SWITCH_OFF
@@ -69,5 +69,5 @@ def use(choice: str) -> None:
 
 def current() -> str:
     """``onednn`` where the switch routes float32 products to oneDNN now, else ``blas``."""
-    switch = _switch()
+    switch = torch_switch()
     return "onednn" if switch is not None and switch.fp32_precision == _SWITCH_ON else "blas"
